@@ -1,0 +1,45 @@
+"""The `ravar` command line: one subcommand module per concern, wired here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ravar import __version__
+from ravar.errors import RavarError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `ravar` argument parser with every subcommand."""
+    from ravar.cli import data as data_cmd
+    from ravar.cli import labels as labels_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="ravar",
+        description="Referring Atomic Video Action Recognition: say what the person a sentence "
+        "describes is doing in a video, and where they are.",
+    )
+    parser.add_argument("--version", action="version", version=f"ravar {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (data_cmd, labels_cmd):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `ravar` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RavarError as e:
+        print(f"ravar: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ravar: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

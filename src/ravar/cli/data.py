@@ -1,0 +1,11 @@
+"""`ravar data ...`: validate, describe and import datasets in the canonical format."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="validate, describe and import RAVAR datasets")
+    dsub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    del dsub  # subcommands are added below as their modules land

@@ -1,0 +1,374 @@
+"""The canonical `ravar` dataset format.
+
+A dataset is a folder::
+
+    DIR/
+      dataset.json                 # DatasetMeta: format version, frame source, image size, labels
+      annotations/train.jsonl      # one Record per line (also val.jsonl, test.jsonl, other splits)
+      frames/<video_id>/image_000060.jpg   (frame source "frames", the AVA layout)
+      videos/<video_id>.mp4                (frame source "video", one file per video id)
+
+A record is one referred person at one keyframe::
+
+    {"video_id": "-5KQ66BBWC4", "time": 902, "person_id": 3,
+     "text": "the man in the blue shirt on the left",
+     "box": [0.12, 0.20, 0.35, 0.98],              # keyframe box, normalised xyxy
+     "actions": [12, 17, 79],                      # AVA v2.2 ids (1..80)
+     "detections": [{"box": [...], "category": "person", "score": 0.98}]}   # optional
+
+`detections` are object detections on the keyframe (or, with a "time" key, on another frame) used
+by the location-semantic stream. Frame numbers follow the AVA rule: the file number of time `t` is
+``round((t - time_offset) * fps) + first_index`` (AVA: time_offset 900, fps 30, first_index 0, so
+second 902 is ``image_000060.jpg``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ravar.errors import DataFormatError
+from ravar.labels import NUM_CLASSES, is_valid_action_id
+from ravar.util.box_ops import box_problem
+
+FORMAT_NAME = "ravar-dataset"
+FORMAT_VERSION = 1
+META_FILE = "dataset.json"
+ANNOTATION_DIR = "annotations"
+STANDARD_SPLITS = ("train", "val", "test")
+FRAME_SOURCE_KINDS = ("frames", "video")
+LABEL_SET = "ava_v2.2"
+
+
+@dataclass
+class FrameSourceSpec:
+    """Where the pixels of a dataset live and how a time in seconds maps to a frame.
+
+    kind "frames": `pattern` names one image per frame, e.g. ``{video_id}/image_{index:06d}.jpg``.
+    kind "video": `pattern` names one video file per video id, e.g. ``{video_id}.mp4``; a record's
+    time is then seconds from `time_offset` in that file.
+    `root` is relative to the dataset folder unless absolute.
+    """
+
+    kind: str = "frames"
+    root: str = "frames"
+    pattern: str = "{video_id}/image_{index:06d}.jpg"
+    fps: float = 30.0
+    time_offset: float = 900.0
+    first_index: int = 0
+
+    def frame_index(self, time: float) -> int:
+        """File number (kind "frames") or decoded frame number (kind "video") at `time` seconds."""
+        return int(round((time - self.time_offset) * self.fps)) + self.first_index
+
+
+@dataclass
+class DatasetMeta:
+    """Contents of `dataset.json`."""
+
+    name: str
+    frame_source: FrameSourceSpec = field(default_factory=FrameSourceSpec)
+    image_size: tuple[int, int] | None = None  # (width, height); None when videos differ
+    labels: str = LABEL_SET
+    num_classes: int = NUM_CLASSES
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["image_size"] = list(self.image_size) if self.image_size is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = META_FILE) -> DatasetMeta:
+        """Parse and check a `dataset.json` dict; errors name `where` and the key."""
+        if not isinstance(d, dict):
+            raise DataFormatError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        if d.get("format") != FORMAT_NAME:
+            raise DataFormatError(
+                f"{where}: key 'format' must be {FORMAT_NAME!r}, got {d.get('format')!r}"
+            )
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise DataFormatError(
+                f"{where}: key 'format_version' is {version!r}; "
+                f"this ravar reads version {FORMAT_VERSION}"
+            )
+        if "name" not in d or not isinstance(d["name"], str):
+            raise DataFormatError(f"{where}: key 'name' must be a string")
+        if d.get("labels", LABEL_SET) != LABEL_SET:
+            raise DataFormatError(
+                f"{where}: key 'labels' must be {LABEL_SET!r}, got {d.get('labels')!r}"
+            )
+        fs_raw = d.get("frame_source", {})
+        if not isinstance(fs_raw, dict):
+            raise DataFormatError(f"{where}: key 'frame_source' must be an object")
+        known = set(FrameSourceSpec.__dataclass_fields__)
+        unknown = set(fs_raw) - known
+        if unknown:
+            raise DataFormatError(f"{where}: unknown keys in 'frame_source': {sorted(unknown)}")
+        fs = FrameSourceSpec(**fs_raw)
+        if fs.kind not in FRAME_SOURCE_KINDS:
+            raise DataFormatError(
+                f"{where}: key 'frame_source.kind' must be one of {FRAME_SOURCE_KINDS}, "
+                f"got {fs.kind!r}"
+            )
+        if not isinstance(fs.fps, (int, float)) or not fs.fps > 0:
+            raise DataFormatError(f"{where}: key 'frame_source.fps' must be a positive number")
+        if "{video_id}" not in fs.pattern:
+            raise DataFormatError(f"{where}: key 'frame_source.pattern' must contain {{video_id}}")
+        if fs.kind == "frames" and "{index" not in fs.pattern:
+            raise DataFormatError(f"{where}: key 'frame_source.pattern' must contain {{index...}}")
+        size = d.get("image_size")
+        if size is not None:
+            if (
+                not isinstance(size, (list, tuple))
+                or len(size) != 2
+                or not all(isinstance(v, int) and v > 0 for v in size)
+            ):
+                raise DataFormatError(f"{where}: key 'image_size' must be [width, height] or null")
+            size = (int(size[0]), int(size[1]))
+        return cls(
+            name=d["name"],
+            frame_source=fs,
+            image_size=size,
+            labels=d.get("labels", LABEL_SET),
+            num_classes=int(d.get("num_classes", NUM_CLASSES)),
+            description=str(d.get("description", "")),
+            extra=dict(d.get("extra", {})),
+        )
+
+    def save(self, dataset_dir: str | os.PathLike) -> Path:
+        path = Path(dataset_dir) / META_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+
+def load_meta(dataset_dir: str | os.PathLike) -> DatasetMeta:
+    """Read `DIR/dataset.json`."""
+    path = Path(dataset_dir) / META_FILE
+    if not Path(dataset_dir).is_dir():
+        raise DataFormatError(f"{dataset_dir}: not a directory")
+    if not path.is_file():
+        raise DataFormatError(f"{path}: missing (a ravar dataset folder needs {META_FILE})")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataFormatError(f"{path}: not valid JSON ({e})") from None
+    return DatasetMeta.from_dict(d, where=str(path))
+
+
+@dataclass
+class Detection:
+    """One detected object: normalised xyxy box, category name (COCO-style), score."""
+
+    box: list[float]
+    category: str
+    score: float = 1.0
+    time: float | None = None  # None: on the keyframe
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"box": list(self.box), "category": self.category, "score": self.score}
+        if self.time is not None:
+            d["time"] = self.time
+        return d
+
+
+@dataclass
+class Record:
+    """One referred person at one keyframe (one line of an annotation file)."""
+
+    video_id: str
+    time: float
+    person_id: int | str
+    text: str
+    box: list[float]
+    actions: list[int]
+    detections: list[Detection] | None = None
+
+    @property
+    def key(self) -> str:
+        """RefAVA-style id ``<video_id>___<time>___<person_id>``."""
+        return make_key(self.video_id, self.time, self.person_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "video_id": self.video_id,
+            "time": self.time,
+            "person_id": self.person_id,
+            "text": self.text,
+            "box": list(self.box),
+            "actions": list(self.actions),
+        }
+        if self.detections is not None:
+            d["detections"] = [det.to_dict() for det in self.detections]
+        return d
+
+
+def make_key(video_id: str, time: float, person_id: int | str) -> str:
+    """``<video_id>___<time>___<person_id>``, with whole-number times written without ".0"."""
+    t = int(time) if float(time).is_integer() else time
+    return f"{video_id}___{t}___{person_id}"
+
+
+def video_id_problem(video_id: Any) -> str | None:
+    """Why `video_id` cannot name a folder or file under a frame root, or None if it can."""
+    if not isinstance(video_id, str) or not video_id:
+        return f"must be a non-empty string, got {video_id!r}"
+    if video_id in (".", "..") or any(c in video_id for c in ("/", "\\", "\x00", ":")):
+        return f"{video_id!r} is not a plain name (no '/', '\\\\', ':', '.' or '..')"
+    if video_id != video_id.strip() or any(ord(c) < 32 for c in video_id):
+        return f"{video_id!r} has surrounding whitespace or control characters"
+    return None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def record_problems(d: Any) -> list[tuple[str, str]]:
+    """Every problem of one decoded annotation line, as (field, message) pairs."""
+    if not isinstance(d, dict):
+        return [("<line>", f"expected a JSON object, got {type(d).__name__}")]
+    problems: list[tuple[str, str]] = []
+    for key in ("video_id", "time", "person_id", "text", "box", "actions"):
+        if key not in d:
+            problems.append((key, "missing"))
+    if "video_id" in d and (p := video_id_problem(d["video_id"])):
+        problems.append(("video_id", p))
+    if "time" in d and (not _is_number(d["time"]) or d["time"] < 0):
+        problems.append(("time", f"must be a number of seconds >= 0, got {d['time']!r}"))
+    if "person_id" in d and (
+        isinstance(d["person_id"], bool) or not isinstance(d["person_id"], (int, str))
+    ):
+        problems.append(("person_id", f"must be an integer or a string, got {d['person_id']!r}"))
+    if "text" in d and (not isinstance(d["text"], str) or not d["text"].strip()):
+        problems.append(("text", "must be a non-empty string"))
+    if "box" in d and (p := box_problem(d["box"])):
+        problems.append(("box", p))
+    if "actions" in d:
+        acts = d["actions"]
+        if not isinstance(acts, list) or not acts:
+            problems.append(("actions", f"must be a non-empty list of AVA ids, got {acts!r}"))
+        else:
+            bad = [a for a in acts if not is_valid_action_id(a)]
+            if bad:
+                problems.append(
+                    ("actions", f"unknown AVA action ids {bad} (valid: 1..{NUM_CLASSES})")
+                )
+            elif len(set(acts)) != len(acts):
+                problems.append(("actions", f"repeated ids in {acts}"))
+    dets = d.get("detections")
+    if dets is not None:
+        if not isinstance(dets, list):
+            problems.append(("detections", "must be a list"))
+        else:
+            for i, det in enumerate(dets):
+                problems.extend((f"detections[{i}].{f}", m) for f, m in _detection_problems(det))
+    unknown = set(d) - {"video_id", "time", "person_id", "text", "box", "actions", "detections"}
+    if unknown:
+        problems.append(("<line>", f"unknown fields {sorted(unknown)}"))
+    return problems
+
+
+def _detection_problems(det: Any) -> list[tuple[str, str]]:
+    if not isinstance(det, dict):
+        return [("", "must be an object with box, category, score")]
+    out = []
+    if p := box_problem(det.get("box")):
+        out.append(("box", p))
+    if not isinstance(det.get("category"), str) or not det.get("category"):
+        out.append(("category", "must be a non-empty string"))
+    score = det.get("score", 1.0)
+    if not _is_number(score) or not 0.0 <= score <= 1.0:
+        out.append(("score", f"must be a number in [0, 1], got {score!r}"))
+    if "time" in det and det["time"] is not None and not _is_number(det["time"]):
+        out.append(("time", f"must be a number of seconds, got {det['time']!r}"))
+    unknown = set(det) - {"box", "category", "score", "time"}
+    if unknown:
+        out.append(("", f"unknown fields {sorted(unknown)}"))
+    return out
+
+
+def record_from_dict(d: dict[str, Any], where: str = "<record>") -> Record:
+    """Build a Record from a decoded line, raising DataFormatError naming `where` and the field."""
+    problems = record_problems(d)
+    if problems:
+        field_name, msg = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise DataFormatError(f"{where}: field '{field_name}': {msg}{more}")
+    dets = d.get("detections")
+    return Record(
+        video_id=d["video_id"],
+        time=d["time"],
+        person_id=d["person_id"],
+        text=d["text"],
+        box=[float(v) for v in d["box"]],
+        actions=[int(a) for a in d["actions"]],
+        detections=None
+        if dets is None
+        else [
+            Detection(
+                box=[float(v) for v in det["box"]],
+                category=det["category"],
+                score=float(det.get("score", 1.0)),
+                time=det.get("time"),
+            )
+            for det in dets
+        ],
+    )
+
+
+def annotation_path(dataset_dir: str | os.PathLike, split: str) -> Path:
+    """`DIR/annotations/<split>.jsonl`."""
+    if video_id_problem(split):
+        raise DataFormatError(f"split name {split!r} is not a plain name")
+    return Path(dataset_dir) / ANNOTATION_DIR / f"{split}.jsonl"
+
+
+def list_splits(dataset_dir: str | os.PathLike) -> list[str]:
+    """Splits present in `DIR/annotations/`, standard ones first."""
+    found = sorted(p.stem for p in (Path(dataset_dir) / ANNOTATION_DIR).glob("*.jsonl"))
+    return [s for s in STANDARD_SPLITS if s in found] + [
+        s for s in found if s not in STANDARD_SPLITS
+    ]
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded JSON) for each non-blank line; bad JSON raises naming file and line."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataFormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+
+
+def read_split(dataset_dir: str | os.PathLike, split: str) -> list[Record]:
+    """All records of one split; the first bad line raises DataFormatError naming file and line."""
+    path = annotation_path(dataset_dir, split)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: missing (no split {split!r} in {dataset_dir})")
+    return [record_from_dict(d, where=f"{path}:{lineno}") for lineno, d in iter_lines(path)]
+
+
+def write_split(dataset_dir: str | os.PathLike, split: str, records: Iterable[Record]) -> Path:
+    """Write records as `DIR/annotations/<split>.jsonl` (one compact JSON object per line)."""
+    path = annotation_path(dataset_dir, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+    os.replace(tmp, path)
+    return path
