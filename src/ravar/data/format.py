@@ -64,7 +64,8 @@ class FrameSourceSpec:
 
     def frame_index(self, time: float) -> int:
         """File number (kind "frames") or decoded frame number (kind "video") at `time` seconds."""
-        return int(round((time - self.time_offset) * self.fps)) + self.first_index
+        # round half up (Python's round() would send 28.5 to 28 and 29.5 to 30)
+        return math.floor((time - self.time_offset) * self.fps + 0.5) + self.first_index
 
 
 @dataclass

@@ -1,0 +1,200 @@
+"""`RAVARDataset`: referred instances of a canonical dataset folder as model-ready clips."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ravar.data.format import Record, load_meta, read_split
+from ravar.data.frames import open_frame_source
+from ravar.data.sampling import clamp_indices, clip_offsets, jitter_offsets, multi_clip_offsets
+from ravar.data.transforms import frames_to_tensor, hflip_clip, normalization_stats
+from ravar.labels import multi_hot
+
+
+@dataclass
+class ClipConfig:
+    """How instances become clips. Models record it in their checkpoints so that inference
+    samples clips exactly as training did."""
+
+    num_frames: int = 8  # T
+    window_seconds: float = 3.0  # T frames spread over +-window/2 around the keyframe
+    stride: float | None = None  # frames between slots; overrides window_seconds when set
+    size: tuple[int, int] = (224, 224)  # (height, width) of every frame
+    normalization: str = "imagenet"  # see ravar.data.transforms.NORMALIZATIONS
+    max_detections: int = 16  # D: detections padded / cut to this many (highest scores kept)
+    hflip_prob: float = 0.5  # training only: mirror clip, boxes and left/right words together
+    temporal_jitter: bool = True  # training only
+    num_clips: int = 1  # evaluation: K clips at K temporal phases (predictions are averaged)
+    on_missing_frame: str = "raise"  # or "nearest": use the nearest good frame, with a warning
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, int):
+            self.size = (self.size, self.size)
+        self.size = (int(self.size[0]), int(self.size[1]))
+        if self.num_frames < 1 or self.num_clips < 1 or self.max_detections < 0:
+            raise ValueError(
+                "ClipConfig: num_frames and num_clips must be >= 1, max_detections >= 0"
+            )
+        if not 0.0 <= self.hflip_prob <= 1.0:
+            raise ValueError(f"ClipConfig: hflip_prob must be in [0, 1], got {self.hflip_prob}")
+        normalization_stats(self.normalization)  # raises on an unknown name
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        return d
+
+
+@dataclass
+class _Plan:
+    """Frame numbers one sample needs."""
+
+    clips: np.ndarray  # [K, T] frame numbers
+    key_frame: int  # frame number of the keyframe
+    key_slot: int  # slot of the keyframe in every clip, -1 where it is not in the clip
+    flip: bool = False
+
+
+class RAVARDataset(Dataset):
+    """One item per referred instance of `split`: its clip, keyframe, sentence, box, labels and
+    detections. `train=True` turns on temporal jitter and consistent flips (seeded per epoch and
+    index, so runs are reproducible whatever the number of workers)."""
+
+    def __init__(
+        self,
+        dataset_dir: str | os.PathLike,
+        split: str,
+        config: ClipConfig | None = None,
+        train: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.dataset_dir = dataset_dir
+        self.split = split
+        self.config = config or ClipConfig()
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.meta = load_meta(dataset_dir)
+        self.records: list[Record] = read_split(dataset_dir, split)
+        self.source = open_frame_source(
+            dataset_dir, self.meta, on_error=self.config.on_missing_frame
+        )
+        spec = self.meta.frame_source
+        window_frames = self.config.window_seconds * spec.fps
+        self.offsets = clip_offsets(
+            self.config.num_frames, window_frames, self.config.stride
+        )  # [T]
+        self.half_window = max(int(np.abs(self.offsets).max()), int(round(window_frames / 2)))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the random augmentation of `epoch` (call it every epoch when training)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def plan(self, index: int) -> _Plan:
+        """The frame numbers sample `index` reads (exposed for tests and tools)."""
+        rec = self.records[index]
+        spec = self.meta.frame_source
+        key = spec.frame_index(rec.time)
+        cfg = self.config
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        flip = False
+        if self.train:
+            offsets = jitter_offsets(self.offsets, rng) if cfg.temporal_jitter else self.offsets
+            offsets = offsets[None]  # [1, T]
+            flip = bool(rng.random() < cfg.hflip_prob)
+        else:
+            offsets = multi_clip_offsets(self.offsets, cfg.num_clips)  # [K, T]
+            offsets = np.clip(offsets, -self.half_window, self.half_window)
+        n = self.source.num_frames(rec.video_id)
+        clips = clamp_indices(key + offsets, spec.first_index, n)  # [K, T]
+        slot = int(np.flatnonzero(clips[0] == key)[0]) if (clips[0] == key).any() else -1
+        return _Plan(clips=clips, key_frame=key, key_slot=slot, flip=flip)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]
+        cfg = self.config
+        plan = self.plan(index)
+        wanted = np.unique(np.append(plan.clips.ravel(), plan.key_frame))  # sorted frame numbers
+        raw = self.source.read(rec.video_id, wanted.tolist())  # [F, H, W, 3] uint8 RGB
+        height, width = raw.shape[1:3]
+        pos = {int(f): i for i, f in enumerate(wanted)}
+        clip_rows = [pos[int(f)] for f in plan.clips.ravel()]
+        pixels = frames_to_tensor(raw[clip_rows], cfg.size, cfg.normalization)  # [K*T, 3, h, w]
+        keyframe = frames_to_tensor(raw[[pos[plan.key_frame]]], cfg.size, cfg.normalization)[0]
+        frames = pixels.view(
+            cfg.num_clips if not self.train else 1, cfg.num_frames, *pixels.shape[1:]
+        )
+
+        box = torch.tensor(rec.box, dtype=torch.float32)  # [4]
+        det_boxes, det_scores, det_categories, det_mask = self._detections(rec)
+        text = rec.text
+        if plan.flip:
+            frames, box, det_boxes, text = hflip_clip(frames, box, det_boxes, text)
+            keyframe = keyframe.flip(-1)
+            det_boxes = torch.where(det_mask[:, None], det_boxes, torch.zeros_like(det_boxes))
+
+        return {
+            "frames": frames[0]
+            if frames.shape[0] == 1
+            else frames,  # [T, 3, h, w] or [K, T, 3, h, w]
+            "keyframe": keyframe,  # [3, h, w]
+            "key_slot": plan.key_slot,
+            "frame_indices": torch.from_numpy(plan.clips[0].copy()),  # [T] frame numbers
+            "text": text,
+            "box": box,  # [4] normalised xyxy
+            "labels": multi_hot(rec.actions),  # [80]
+            "det_boxes": det_boxes,  # [D, 4]
+            "det_scores": det_scores,  # [D]
+            "det_categories": det_categories,  # D strings, "" for padding
+            "det_mask": det_mask,  # [D] bool
+            "flipped": plan.flip,
+            "image_size": (int(width), int(height)),
+            "index": index,
+            "key": rec.key,
+            "video_id": rec.video_id,
+            "time": float(rec.time),
+            "person_id": str(rec.person_id),
+        }
+
+    def _detections(
+        self, rec: Record
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
+        """Keyframe detections padded to D: boxes [D, 4], scores [D], categories, mask [D]."""
+        d = self.config.max_detections
+        dets = [det for det in (rec.detections or []) if det.time is None or det.time == rec.time]
+        dets = sorted(dets, key=lambda det: -det.score)[:d]
+        boxes = torch.zeros(d, 4)
+        scores = torch.zeros(d)
+        mask = torch.zeros(d, dtype=torch.bool)
+        categories = [""] * d
+        for i, det in enumerate(dets):
+            boxes[i] = torch.tensor(det.box)
+            scores[i] = det.score
+            mask[i] = True
+            categories[i] = det.category
+        return boxes, scores, categories, mask
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch samples: tensors are stacked (`[B, ...]`), everything else becomes a list."""
+    if not samples:
+        raise ValueError("cannot collate an empty list of samples")
+    batch: dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], (int, float, bool)) and not isinstance(values[0], str):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch

@@ -1,0 +1,76 @@
+"""Pixel and text transforms that keep frames, boxes and the referring sentence consistent."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ravar.util.box_ops import hflip_boxes
+
+# (mean, std) per channel, RGB, for images scaled to [0, 1]
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ViT, DETR, ResNet
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+    "blip2": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+    "kinetics": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),  # I3D / X3D / SlowFast
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+
+def normalization_stats(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) tensors `[3, 1, 1]` of a named normalisation."""
+    if name not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {name!r}; choose from {sorted(NORMALIZATIONS)}")
+    mean, std = NORMALIZATIONS[name]
+    return torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+
+def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], normalization: str) -> torch.Tensor:
+    """uint8 RGB `[T, H, W, 3]` -> normalised float `[T, 3, h, w]` (whole frame resized, so
+    normalised boxes stay valid)."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    mean, std = normalization_stats(normalization)
+    return (x - mean) / std  # [T, 3, h, w]
+
+
+def denormalize(x: torch.Tensor, normalization: str) -> torch.Tensor:
+    """Undo `frames_to_tensor`'s normalisation: `[..., 3, h, w]` back to [0, 1] RGB."""
+    mean, std = normalization_stats(normalization)
+    return (x * std + mean).clamp(0, 1)
+
+
+_LR_WORDS = {
+    "left": "right",
+    "right": "left",
+    "leftmost": "rightmost",
+    "rightmost": "leftmost",
+    "lefthand": "righthand",
+    "righthand": "lefthand",
+}
+_LR_PATTERN = re.compile(r"\b(" + "|".join(_LR_WORDS) + r")\b", re.IGNORECASE)
+
+
+def _match_case(word: str, like: str) -> str:
+    if like.isupper():
+        return word.upper()
+    if like[0].isupper():
+        return word.capitalize()
+    return word
+
+
+def swap_left_right(text: str) -> str:
+    """Mirror a sentence: "left" <-> "right" (also leftmost/rightmost), keeping capitalisation."""
+    return _LR_PATTERN.sub(lambda m: _match_case(_LR_WORDS[m.group(0).lower()], m.group(0)), text)
+
+
+def hflip_clip(
+    frames: torch.Tensor, box: torch.Tensor, det_boxes: torch.Tensor, text: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """Mirror a whole clip left-right: every frame `[..., W]`, the target box `[4]`, detection
+    boxes `[D, 4]` and the left/right words of the sentence, all together."""
+    return frames.flip(-1), hflip_boxes(box), hflip_boxes(det_boxes), swap_left_right(text)

@@ -1,0 +1,95 @@
+"""Tiny datasets built on the fly for tests: frames that encode their own frame number."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ravar.data.format import DatasetMeta, Detection, FrameSourceSpec, Record, write_split
+
+H, W = 32, 48  # frame size of the test datasets
+
+
+def frame_pixels(index: int, box: list[float] | None = None) -> np.ndarray:
+    """A [H, W, 3] uint8 frame whose top band is gray level `index % 256` (its frame number), with
+    a pure red square at the bottom left, a pure blue square at the bottom right and, if given,
+    the normalised `box` painted white."""
+    img = np.zeros((H, W, 3), np.uint8)
+    img[:8, :, :] = index % 256
+    img[H - 8 :, :8] = (255, 0, 0)
+    img[H - 8 :, W - 8 :] = (0, 0, 255)
+    if box is not None:
+        x1, y1, x2, y2 = (int(round(v * s)) for v, s in zip(box, (W, H, W, H), strict=True))
+        img[y1:y2, x1:x2] = 255
+    return img
+
+
+BOX = [0.125, 0.375, 0.375, 0.625]  # on the left of the frame, away from the marker squares
+
+
+def make_frames_dataset(
+    root: Path,
+    video_ids: tuple[str, ...] = ("vidA", "vidB"),
+    times: tuple[int, ...] = (902, 903),
+    fps: float = 30.0,
+    ext: str = "png",
+    box: list[float] | None = None,
+) -> Path:
+    """An AVA-layout dataset (time_offset 900) with every frame of each keyframe's window +-2 s,
+    one record per (video, time), split 'train' and 'val' identical."""
+    box = box or BOX
+    spec = FrameSourceSpec(
+        kind="frames", root="frames", pattern="{video_id}/image_{index:06d}." + ext, fps=fps
+    )
+    DatasetMeta(name="test", frame_source=spec, image_size=(W, H)).save(root)
+    records = []
+    for vid in video_ids:
+        (root / "frames" / vid).mkdir(parents=True, exist_ok=True)
+        for t in times:
+            key = spec.frame_index(t)
+            for i in range(key - int(2 * fps), key + int(2 * fps) + 1):
+                path = root / "frames" / vid / f"image_{i:06d}.{ext}"
+                if not path.exists():
+                    Image.fromarray(frame_pixels(i, box)).save(path)
+            records.append(
+                Record(
+                    video_id=vid,
+                    time=t,
+                    person_id=1,
+                    text="the person on the left in the white shirt",
+                    box=list(box),
+                    actions=[12, 17],
+                    detections=[
+                        Detection(box=list(box), category="person", score=0.9),
+                        Detection(box=[0.6, 0.1, 0.9, 0.5], category="cup", score=0.5),
+                    ],
+                )
+            )
+    write_split(root, "train", records)
+    write_split(root, "val", records)
+    return root
+
+
+def write_video(path: Path, num_frames: int, fps: int = 30, box: list[float] | None = None) -> None:
+    """An mp4 whose frame n has top band gray level (8 * n) % 256 (lossless enough to read back)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv444p"
+        stream.options = {"crf": "0", "g": "12"}
+        for n in range(num_frames):
+            img = frame_pixels(8 * n, box)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def band_index(frame_chw: np.ndarray) -> int:
+    """Read back the gray level of the top band of a [3, h, w] frame in [0, 1]."""
+    return int(round(float(frame_chw[:, : frame_chw.shape[1] // 8].mean()) * 255))

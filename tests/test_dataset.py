@@ -1,0 +1,199 @@
+"""Clip sampling through RAVARDataset: real frames in time order, RGB, consistent flips."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ravar.data.dataset import ClipConfig, RAVARDataset, collate
+from ravar.data.format import DatasetMeta, FrameSourceSpec, Record, write_split
+from ravar.data.frames import FrameFolderSource, safe_join
+from ravar.data.transforms import denormalize, swap_left_right
+from ravar.errors import DataFormatError, FrameError
+from ravar.util.box_ops import hflip_boxes
+
+from builders import BOX, H, W, band_index, frame_pixels, make_frames_dataset, write_video
+
+RAW = dict(normalization="none", size=(H, W))  # keep pixels exact so frame numbers can be read back
+
+
+@pytest.fixture
+def ds_dir(tmp_path):
+    return make_frames_dataset(tmp_path / "ds")
+
+
+def test_clip_is_distinct_frames_in_time_order_with_keyframe(ds_dir):
+    ds = RAVARDataset(ds_dir, "val", ClipConfig(num_frames=8, **RAW))
+    s = ds[0]
+    assert s["frames"].shape == (8, 3, H, W)
+    read_back = [band_index(f.numpy()) for f in s["frames"]]
+    expected = s["frame_indices"].tolist()
+    assert read_back == [i % 256 for i in expected]
+    assert len(set(expected)) == 8 and expected == sorted(expected)
+    key = ds.meta.frame_source.frame_index(902)  # (902 - 900) * 30 = 60
+    assert key == 60 and expected[s["key_slot"]] == key
+    assert expected[0] >= key - 45 and expected[-1] <= key + 45  # within +-1.5 s
+    assert band_index(s["keyframe"].numpy()) == key
+    # consecutive frames really differ (the authors' loader repeated one frame)
+    diffs = (s["frames"][1:] - s["frames"][:-1]).abs().flatten(1).amax(1)
+    assert bool((diffs > 0).all())
+
+
+def test_channel_order_is_rgb_after_normalisation(ds_dir):
+    ds = RAVARDataset(ds_dir, "val", ClipConfig(num_frames=2, size=(H, W)))  # imagenet stats
+    rgb = denormalize(ds[0]["frames"][0], "imagenet")  # [3, H, W] in [0, 1]
+    red = rgb[:, H - 4, 2]  # inside the red square, bottom left
+    blue = rgb[:, H - 4, W - 3]
+    assert red[0] > 0.95 and red[1] < 0.05 and red[2] < 0.05
+    assert blue[2] > 0.95 and blue[0] < 0.05
+
+
+def test_jpeg_frames_are_rgb(tmp_path):
+    ds = RAVARDataset(make_frames_dataset(tmp_path / "j", ext="jpg"), "val", ClipConfig(**RAW))
+    rgb = ds[0]["frames"][0]
+    assert rgb[0, H - 4, 2] > 0.85 and rgb[2, H - 4, 2] < 0.15  # red stays red (not BGR)
+
+
+def test_flip_keeps_box_frames_and_text_consistent(ds_dir):
+    cfg = ClipConfig(num_frames=4, hflip_prob=1.0, **RAW)
+    flipped = RAVARDataset(ds_dir, "train", cfg, train=True)[0]
+    plain = RAVARDataset(ds_dir, "train", ClipConfig(num_frames=4, hflip_prob=0.0, **RAW), True)[0]
+    assert flipped["flipped"] and not plain["flipped"]
+    assert flipped["text"] == "the person on the right in the white shirt"
+    assert plain["text"] == "the person on the left in the white shirt"
+    assert torch.allclose(flipped["box"], hflip_boxes(torch.tensor(BOX)))
+    # the white target region of every frame lies inside the returned box, flipped or not
+    for s in (flipped, plain):
+        x1, y1, x2, y2 = (s["box"] * torch.tensor([W, H, W, H])).round().int().tolist()
+        for frame in list(s["frames"]) + [s["keyframe"]]:
+            assert bool((frame[:, y1:y2, x1:x2] == 1.0).all())
+            assert not bool((frame[:, 12:20, :] == 1.0).all(0).any(0)[:x1].any())
+        assert s["frames"][0][0, H - 4, (2 if s is plain else W - 3)] == 1.0  # red square side
+    # detections flipped too; padding stays zero
+    assert torch.allclose(flipped["det_boxes"][0], hflip_boxes(torch.tensor(BOX)))
+    assert flipped["det_mask"].sum() == 2 and flipped["det_boxes"][2:].abs().sum() == 0
+
+
+def test_swap_left_right_words():
+    assert swap_left_right("Left of the rightmost man") == "Right of the leftmost man"
+    assert swap_left_right("the LEFT one, left-handed") == "the RIGHT one, right-handed"
+    assert swap_left_right("bright lefty") == "bright lefty"  # whole words only
+
+
+def test_train_jitter_is_seeded_ordered_and_keeps_keyframe(ds_dir):
+    cfg = ClipConfig(num_frames=8, hflip_prob=0.0, **RAW)
+    ds = RAVARDataset(ds_dir, "train", cfg, train=True, seed=3)
+    plans = []
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        p = ds.plan(0)
+        idx = p.clips[0]
+        assert list(idx) == sorted(set(idx)) and idx[p.key_slot] == p.key_frame
+        plans.append(tuple(idx))
+    assert len(set(plans)) > 1  # epochs differ
+    ds.set_epoch(2)
+    again = RAVARDataset(ds_dir, "train", cfg, train=True, seed=3)
+    again.set_epoch(2)
+    assert tuple(again.plan(0).clips[0]) == tuple(ds.plan(0).clips[0])  # reproducible
+
+
+def test_eval_is_deterministic_and_multi_clip(ds_dir):
+    ds = RAVARDataset(ds_dir, "val", ClipConfig(num_frames=4, num_clips=3, **RAW))
+    a, b = ds[1], ds[1]
+    assert torch.equal(a["frames"], b["frames"])
+    assert a["frames"].shape == (3, 4, 3, H, W)
+    phases = ds.plan(1).clips  # [3, 4]
+    assert len({tuple(r) for r in phases}) == 3
+    assert (np.abs(phases - ds.plan(1).key_frame) <= 45).all()
+
+
+def test_collate_batches(ds_dir):
+    ds = RAVARDataset(ds_dir, "val", ClipConfig(num_frames=4, max_detections=5, **RAW))
+    batch = collate([ds[0], ds[1], ds[2]])
+    assert batch["frames"].shape == (3, 4, 3, H, W)
+    assert batch["labels"].shape == (3, 80) and batch["labels"][0, [11, 16]].tolist() == [1, 1]
+    assert batch["det_boxes"].shape == (3, 5, 4) and batch["det_mask"].sum() == 6
+    assert batch["det_categories"][0][:3] == ["person", "cup", ""]
+    assert batch["text"][0].startswith("the person") and len(batch["key"]) == 3
+
+
+def test_missing_frame_raises_naming_the_file(ds_dir):
+    missing = ds_dir / "frames" / "vidA" / "image_000060.png"
+    missing.unlink()
+    ds = RAVARDataset(ds_dir, "val", ClipConfig(**RAW))
+    with pytest.raises(FrameError, match="image_000060.png"):
+        ds[0]
+
+
+def test_missing_frame_can_use_nearest_with_warning(ds_dir, caplog):
+    (ds_dir / "frames" / "vidA" / "image_000060.png").unlink()
+    ds = RAVARDataset(ds_dir, "val", ClipConfig(on_missing_frame="nearest", **RAW))
+    with caplog.at_level(logging.WARNING):
+        s = ds[0]
+    assert "image_000060.png" in caplog.text
+    assert band_index(s["keyframe"].numpy()) in (59, 61)  # a neighbour, never zeros
+
+
+def test_corrupt_frame_raises_naming_the_file(ds_dir):
+    (ds_dir / "frames" / "vidA" / "image_000049.png").write_bytes(b"not a png at all")
+    with pytest.raises(FrameError, match="image_000049.png.*cannot decode"):
+        RAVARDataset(ds_dir, "val", ClipConfig(num_frames=8, **RAW))[0]
+
+
+def test_video_file_source_reads_the_right_frames(tmp_path):
+    root = tmp_path / "vds"
+    spec = FrameSourceSpec(
+        kind="video",
+        root="videos",
+        pattern="{video_id}.mp4",
+        fps=30,
+        time_offset=0.0,
+        first_index=0,
+    )
+    DatasetMeta(name="v", frame_source=spec, image_size=(W, H)).save(root)
+    write_video(root / "videos" / "clip1.mp4", num_frames=30, box=BOX)
+    rec = Record("clip1", 0.5, 0, "the one on the left", list(BOX), [14])
+    write_split(root, "test", [rec])
+    ds = RAVARDataset(root, "test", ClipConfig(num_frames=5, window_seconds=0.5, **RAW))
+    s = ds[0]
+    idx = s["frame_indices"].tolist()
+    assert idx == [9, 12, 15, 18, 21] and idx[s["key_slot"]] == 15
+    got = [band_index(f.numpy()) for f in s["frames"]]
+    assert all(abs(g - 8 * i) <= 3 for g, i in zip(got, idx, strict=True))
+    # a window running past the end is clamped to the video, never read out of range
+    write_split(root, "late", [Record("clip1", 0.95, 0, "x", list(BOX), [14])])
+    late = RAVARDataset(root, "late", ClipConfig(num_frames=5, window_seconds=0.5, **RAW))[0]
+    assert max(late["frame_indices"].tolist()) == 29
+
+
+def test_traversal_video_id_is_refused(tmp_path, ds_dir):
+    line = (
+        '{"video_id":"../../etc","time":902,"person_id":1,"text":"a","box":[0,0,1,1],"actions":[1]}'
+    )
+    (ds_dir / "annotations" / "evil.jsonl").write_text(line + "\n")
+    with pytest.raises(DataFormatError, match=r"evil.jsonl:1: field 'video_id'"):
+        RAVARDataset(ds_dir, "evil")
+    src = FrameFolderSource(ds_dir / "frames", FrameSourceSpec())
+    with pytest.raises(FrameError, match="not a plain name"):
+        src.frame_path("..", 60)
+    evil = FrameSourceSpec(pattern="../../{video_id}/image_{index:06d}.jpg")
+    with pytest.raises(FrameError, match="outside the frame root"):
+        FrameFolderSource(ds_dir / "frames", evil).frame_path("vidA", 60)
+    with pytest.raises(FrameError, match="outside"):
+        safe_join(tmp_path, "a/../../b")
+
+
+def test_bad_clip_config_is_refused():
+    with pytest.raises(ValueError, match="normalization"):
+        ClipConfig(normalization="bgr")
+    with pytest.raises(ValueError, match="hflip_prob"):
+        ClipConfig(hflip_prob=2.0)
+
+
+def test_frame_pixels_helper_is_what_the_tests_assume():
+    img = frame_pixels(60, BOX)
+    assert Image.fromarray(img).size == (W, H) and img[0, 0, 0] == 60
