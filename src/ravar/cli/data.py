@@ -6,6 +6,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ravar.cli import data_import
+
     p = sub.add_parser("data", help="validate, describe and import RAVAR datasets")
     dsub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-    del dsub  # subcommands are added below as their modules land
+    for module in (data_import,):
+        module.register(dsub)

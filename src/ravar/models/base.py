@@ -1,0 +1,72 @@
+"""What every `ravar` model is: a module that maps a batch of the Dataset to action logits and a
+keyframe box, and adds its named losses when the batch carries targets.
+
+Batch keys a model may read (from `ravar.data.dataset.collate`):
+    frames [B, T, 3, H, W], keyframe [B, 3, H, W], text (B strings),
+    det_boxes [B, D, 4], det_scores [B, D], det_mask [B, D], det_categories (B lists of D strings),
+    targets: labels [B, 80], box [B, 4].
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ravar.models.losses import compute_losses
+
+
+class RAVARModel(nn.Module):
+    """Base class. Subclasses set `family` and `config_class` and implement `predict`.
+
+    Each config dataclass has at least `clip: ClipConfig` (how clips must be sampled for this model)
+    and `loss: LossConfig`.
+    """
+
+    family: ClassVar[str] = ""
+    config_class: ClassVar[type] = object
+    needs_detections: ClassVar[bool] = False  # reads det_* keys (inference must run a detector)
+    uses_text: ClassVar[bool] = True
+    is_oracle: ClassVar[bool] = False  # sees ground truth at test time: never ranked with others
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+        self._frozen: list[nn.Module] = []
+
+    def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Action logits `[B, 80]` and boxes `[B, 4]` (valid normalised xyxy) for a batch."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """{"logits": [B, 80], "boxes": [B, 4]} plus, when the batch has targets, "losses"
+        (named, weighted) and "loss" (their sum)."""
+        logits, boxes = self.predict(batch)
+        out: dict[str, Any] = {"logits": logits, "boxes": boxes}
+        if "labels" in batch and "box" in batch:
+            losses = compute_losses(logits, boxes, batch["labels"], batch["box"], self.config.loss)
+            out["loss"] = losses.pop("loss")
+            out["losses"] = losses
+        return out
+
+    def freeze(self, module: nn.Module) -> nn.Module:
+        """Mark `module` frozen: no gradients, and always in eval mode (dropout off), even after
+        `model.train()`."""
+        for p in module.parameters():
+            p.requires_grad_(False)
+        module.eval()
+        self._frozen.append(module)
+        return module
+
+    def train(self, mode: bool = True) -> RAVARModel:
+        super().train(mode)
+        for m in self._frozen:
+            m.eval()
+        return self
+
+    def param_counts(self) -> tuple[int, int]:
+        """(total, trainable) number of parameters."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return total, trainable

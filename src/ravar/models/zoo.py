@@ -1,0 +1,1 @@
+"""Imports every model family so that their named configs are registered."""
