@@ -6,9 +6,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ravar.cli import data_import
+    from ravar.cli import data_check, data_import
 
     p = sub.add_parser("data", help="validate, describe and import RAVAR datasets")
     dsub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-    for module in (data_import,):
+    for module in (data_check, data_import):
         module.register(dsub)

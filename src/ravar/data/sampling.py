@@ -51,7 +51,8 @@ def multi_clip_offsets(offsets: np.ndarray, num_clips: int) -> np.ndarray:
 
 
 def clamp_indices(indices: np.ndarray, first: int, num_frames: int | None) -> np.ndarray:
-    """Keep frame numbers inside [first, first + num_frames - 1] when the length is known."""
+    """Keep frame numbers at or after the first frame, and inside
+    [first, first + num_frames - 1] when the length is known (windows at a video's ends)."""
     if num_frames is None:
-        return indices
+        return np.maximum(indices, first)
     return np.clip(indices, first, first + num_frames - 1)
