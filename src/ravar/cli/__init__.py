@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full `ravar` argument parser with every subcommand."""
     from ravar.cli import data as data_cmd
     from ravar.cli import labels as labels_cmd
+    from ravar.cli import models as models_cmd
 
     parser = argparse.ArgumentParser(
         prog="ravar",
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ravar {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data_cmd, labels_cmd):
+    for module in (data_cmd, labels_cmd, models_cmd):
         module.register(sub)
     return parser
 

@@ -339,7 +339,11 @@ class HFTextEncoder(TextEncoder):
             self.model = AutoModel.from_config(hf_cfg)
         else:
             try:
-                self.model = AutoModel.from_pretrained(str(name), local_files_only=True)
+                if torch.get_default_device().type == "meta":  # shape only: no weights to read
+                    meta_cfg = AutoConfig.from_pretrained(str(name), local_files_only=True)
+                    self.model = AutoModel.from_config(meta_cfg)
+                else:
+                    self.model = AutoModel.from_pretrained(str(name), local_files_only=True)
             except Exception as e:
                 raise ConfigError(
                     f"TextConfig.hf_name_or_path {name!r}: cannot be loaded from a local folder "
