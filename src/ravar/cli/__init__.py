@@ -9,12 +9,15 @@ from collections.abc import Sequence
 from ravar import __version__
 from ravar.errors import RavarError
 
+SYNTH_SUBCOMMANDS = ("generate", "preview", "-h", "--help")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `ravar` argument parser with every subcommand."""
     from ravar.cli import data as data_cmd
     from ravar.cli import labels as labels_cmd
     from ravar.cli import models as models_cmd
+    from ravar.cli import synth as synth_cmd
 
     parser = argparse.ArgumentParser(
         prog="ravar",
@@ -23,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ravar {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data_cmd, labels_cmd, models_cmd):
+    for module in (data_cmd, labels_cmd, models_cmd, synth_cmd):
         module.register(sub)
     return parser
 
@@ -31,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ravar` console script; returns the process exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["synth"] and len(argv) > 1 and argv[1] not in SYNTH_SUBCOMMANDS:
+        argv.insert(1, "generate")  # `ravar synth DIR ...` is short for `ravar synth generate DIR`
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
