@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ravar.data.format import list_splits, load_meta, read_split
+from ravar.data.frames import open_frame_source
 from ravar.errors import DataFormatError, RavarError
 from ravar.labels import action_name
-from ravar.synth.writer import read_video
 
 STRIP_FRAMES = 8
 
@@ -20,18 +20,11 @@ def read_clip(dataset_dir: Path, video_id: str) -> np.ndarray:
     """All frames [T, H, W, 3] uint8 of a clip of a RefAVA-Synth dataset."""
     meta = load_meta(dataset_dir)
     spec = meta.frame_source
-    root = dataset_dir / spec.root
-    if spec.kind == "video":
-        path = root / spec.pattern.format(video_id=video_id)
-        if not path.is_file():
-            raise DataFormatError(f"{path}: missing video for clip {video_id!r}")
-        return read_video(path)
-    from PIL import Image
-
-    files = sorted((root / video_id).glob("image_*.jpg"))
-    if not files:
-        raise DataFormatError(f"{root / video_id}: no frames for clip {video_id!r}")
-    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    source = open_frame_source(dataset_dir, meta)
+    n = source.num_frames(video_id)
+    if n is None:  # JPEG frames: a synth clip spans twice its keyframe time
+        n = spec.frame_index(2 * meta.extra["keyframe_time"]) - spec.first_index + 1
+    return source.read(video_id, list(range(spec.first_index, spec.first_index + n)))
 
 
 def write_preview(

@@ -59,11 +59,3 @@ def write_clip(dataset_dir: Path, spec: FrameSourceSpec, video_id: str, frames: 
         write_video(root / spec.pattern.format(video_id=video_id), frames, spec.fps)
     else:
         write_jpgs(root / video_id, frames, spec.first_index)
-
-
-def read_video(path: Path) -> np.ndarray:
-    """All frames of a video file as [T, H, W, 3] uint8 RGB (for previews and checks)."""
-    import av
-
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
