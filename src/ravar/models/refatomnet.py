@@ -1,0 +1,374 @@
+"""RefAtomNet (Peng et al., ECCV 2024): visual, text and location-semantic token streams, 1D agent
+attention per stream, cross-stream agent-attention fusion (CAAF) and agent-token fusion (CATF),
+stream aggregation and MLP heads for the actions and the keyframe box.
+
+The fusion ablations of the paper are config switches: `fusion` ("agent", "add", "concat",
+"bottleneck"), `use_location`, `cross_attention_fusion`, `cross_token_fusion`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ravar.config import ConfigError
+from ravar.data.dataset import ClipConfig
+from ravar.errors import RavarError
+from ravar.models.agent_attention import AgentAttention, cross_stream_attend
+from ravar.models.backbones import (
+    LocationConfig,
+    LocationSemanticEncoder,
+    TextConfig,
+    VisualConfig,
+    build_text,
+    build_visual,
+    paper_blip2_config,
+)
+from ravar.models.base import RAVARModel
+from ravar.models.heads import MLP, ActionHead, BoxHead
+from ravar.models.losses import LossConfig
+from ravar.models.registry import register_family, register_model
+
+Fusion = Literal["agent", "add", "concat", "bottleneck"]
+
+
+class BatchError(RavarError, ValueError):
+    """A batch given to a model lacks a key the model reads, or has a wrong shape."""
+
+
+@dataclass
+class RefAtomNetConfig:
+    """RefAtomNet and its ablations. `fusion`: "agent" (the paper: per-stream agent attention with
+    CAAF / CATF from the text and location streams into the visual stream, streams averaged),
+    "add" (per-stream agent attention, pooled streams summed), "concat" (pooled streams
+    concatenated and projected), "bottleneck" (attention bottleneck, Nagrani et al. 2021).
+    `cross_attention_fusion` / `cross_token_fusion` apply to "agent" only."""
+
+    visual: VisualConfig = field(default_factory=VisualConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    location: LocationConfig = field(default_factory=LocationConfig)
+    dim: int = 128
+    heads: int = 4
+    depth: int = 1
+    num_agents: int = 4
+    mlp_ratio: int = 4
+    fusion: Fusion = "agent"
+    use_location: bool = True  # False: w/o location-semantic stream (LSAS)
+    cross_attention_fusion: bool = True  # False: w/o CAAF
+    cross_token_fusion: bool = True  # False: w/o CATF
+    num_bottlenecks: int = 4  # fusion="bottleneck" only
+    dropout: float = 0.1
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
+            raise ConfigError(
+                f"RefAtomNetConfig.dim ({self.dim}) must be a positive multiple of "
+                f"RefAtomNetConfig.heads ({self.heads})"
+            )
+        for key in ("depth", "num_agents", "num_bottlenecks", "mlp_ratio"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"RefAtomNetConfig.{key} must be >= 1, got {getattr(self, key)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"RefAtomNetConfig.dropout must be in [0, 1), got {self.dropout}")
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the valid tokens: x [B, N, C], mask [B, N] -> [B, C] (zeros where none)."""
+    if mask is None:
+        return x.mean(1)
+    m = mask.to(x.dtype)[..., None]  # [B, N, 1]
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def resize_embedding(emb: torch.Tensor, n: int) -> torch.Tensor:
+    """Learned position embeddings [N0, C] linearly resampled to [n, C] (unchanged if n == N0)."""
+    if emb.shape[0] == n:
+        return emb
+    return F.interpolate(emb.T[None], size=n, mode="linear", align_corners=True)[0].T
+
+
+class TokenMLP(nn.Module):
+    """The feed-forward half of a pre-norm transformer block: x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, ratio: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, ratio * dim, dim, layers=2, dropout=dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(self.norm(x))
+
+
+Stream = tuple[torch.Tensor, torch.Tensor | None]  # tokens [B, N, C], mask [B, N] or None
+
+
+class AgentBlock(nn.Module):
+    """One pre-norm block over all streams: per-stream 1D agent attention (the visual stream,
+    listed first, guided by the others through CAAF / CATF when `cross` is set) then a
+    per-stream MLP. Padded tokens stay as they are and never reach the valid ones."""
+
+    def __init__(self, cfg: RefAtomNetConfig, num_streams: int, cross: bool) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.dim) for _ in range(num_streams))
+        self.attn = nn.ModuleList(
+            AgentAttention(cfg.dim, cfg.heads, cfg.num_agents, cfg.dropout)
+            for _ in range(num_streams)
+        )
+        self.cross = cross
+        self.caaf = cfg.cross_attention_fusion
+        self.catf = cfg.cross_token_fusion
+        self.mlps = nn.ModuleList(
+            TokenMLP(cfg.dim, cfg.mlp_ratio, cfg.dropout) for _ in range(num_streams)
+        )
+
+    def forward(self, streams: list[Stream]) -> list[Stream]:
+        states = [
+            attn.project(norm(x), mask)
+            for (x, mask), norm, attn in zip(streams, self.norms, self.attn, strict=True)
+        ]
+        outs = [attn.attend(st) for attn, st in zip(self.attn[1:], states[1:], strict=True)]
+        if self.cross:
+            visual = cross_stream_attend(
+                self.attn[0], states[0], states[1:], self.caaf, self.catf
+            )  # [B, N_v, C]
+        else:
+            visual = self.attn[0].attend(states[0])
+        outs.insert(0, visual)
+        return [
+            (mlp(x + out), mask)
+            for (x, mask), out, mlp in zip(streams, outs, self.mlps, strict=True)
+        ]
+
+
+class SelfAttention(nn.Module):
+    """Standard multi-head self-attention with a key padding mask (True = valid)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B, N, C], mask [B, N] (at least one valid key per row) -> [B, N, C]."""
+        b, n, c = x.shape
+        q, k, v = (
+            t.view(b, n, self.heads, c // self.heads).transpose(1, 2)  # [B, h, N, d]
+            for t in self.qkv(x).chunk(3, dim=-1)
+        )
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        out = out.transpose(1, 2).reshape(b, n, c)  # [B, N, C]
+        return self.drop(self.proj(out))
+
+
+class BottleneckBlock(nn.Module):
+    """Attention bottleneck fusion (Nagrani et al. 2021): each stream runs a transformer layer over
+    its own tokens plus the shared bottleneck tokens; the streams' updated bottlenecks are then
+    averaged, so streams exchange information only through those few tokens."""
+
+    def __init__(self, cfg: RefAtomNetConfig, num_streams: int) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.dim) for _ in range(num_streams))
+        self.attn = nn.ModuleList(
+            SelfAttention(cfg.dim, cfg.heads, cfg.dropout) for _ in range(num_streams)
+        )
+        self.mlps = nn.ModuleList(
+            TokenMLP(cfg.dim, cfg.mlp_ratio, cfg.dropout) for _ in range(num_streams)
+        )
+
+    def forward(
+        self, streams: list[Stream], bottleneck: torch.Tensor
+    ) -> tuple[list[Stream], torch.Tensor]:
+        """streams: ([B, N_s, C], mask), bottleneck [B, n_b, C] -> updated streams, bottleneck."""
+        n_b = bottleneck.shape[1]
+        outs: list[Stream] = []
+        new_bottlenecks = []
+        for (x, mask), norm, attn, mlp in zip(
+            streams, self.norms, self.attn, self.mlps, strict=True
+        ):
+            b, n, _ = x.shape
+            full_mask = torch.ones(b, n + n_b, dtype=torch.bool, device=x.device)
+            if mask is not None:
+                full_mask[:, :n] = mask
+            y = torch.cat([x, bottleneck], dim=1)  # [B, N_s + n_b, C]
+            y = mlp(y + attn(norm(y), full_mask))
+            outs.append((y[:, :n], mask))
+            new_bottlenecks.append(y[:, n:])
+        return outs, torch.stack(new_bottlenecks).mean(0)  # [B, n_b, C]
+
+
+@register_family
+class RefAtomNet(RAVARModel):
+    """RefAtomNet: three token streams fused by cross-stream agent attention (or an ablation)."""
+
+    family = "refatomnet"
+    config_class = RefAtomNetConfig
+    needs_detections = True  # per instance: config.use_location
+    uses_text = True
+
+    def __init__(self, config: RefAtomNetConfig) -> None:
+        super().__init__(config)
+        cfg = config
+        self.needs_detections = cfg.use_location
+        dim = cfg.dim
+        self.visual = build_visual(cfg.visual)
+        self.text = build_text(cfg.text)
+        for backbone in (self.visual, self.text):
+            if backbone.frozen_part is not None:
+                self.freeze(backbone.frozen_part)
+
+        # visual tokens [B, T, Q, C_v] -> [B, T*Q, dim] plus temporal and spatial positions
+        self.visual_proj = nn.Linear(self.visual.dim, dim)
+        self.temporal_pos = nn.Parameter(torch.zeros(cfg.clip.num_frames, dim))
+        self.spatial_pos = nn.Parameter(torch.zeros(self.visual.tokens_per_frame, dim))
+        nn.init.trunc_normal_(self.temporal_pos, std=0.02)
+        nn.init.trunc_normal_(self.spatial_pos, std=0.02)
+        self.text_proj = nn.Linear(self.text.dim, dim)
+        self.location = (
+            LocationSemanticEncoder(cfg.location, self.text.dim, dim) if cfg.use_location else None
+        )
+        num_streams = 3 if cfg.use_location else 2
+
+        if cfg.fusion == "bottleneck":
+            self.bottleneck = nn.Parameter(torch.zeros(cfg.num_bottlenecks, dim))
+            nn.init.trunc_normal_(self.bottleneck, std=0.02)
+            self.blocks = nn.ModuleList(BottleneckBlock(cfg, num_streams) for _ in range(cfg.depth))
+        else:
+            cross = cfg.fusion == "agent" and (cfg.cross_attention_fusion or cfg.cross_token_fusion)
+            self.blocks = nn.ModuleList(
+                AgentBlock(cfg, num_streams, cross) for _ in range(cfg.depth)
+            )
+        self.concat_proj = nn.Linear(num_streams * dim, dim) if cfg.fusion == "concat" else None
+        self.norm = nn.LayerNorm(dim)
+        self.action_head = ActionHead(dim, dropout=cfg.dropout)
+        self.box_head = BoxHead(dim, dropout=cfg.dropout)
+
+    def _require(self, batch: dict[str, Any], keys: tuple[str, ...]) -> None:
+        missing = [k for k in keys if k not in batch]
+        if missing:
+            raise BatchError(
+                f"{self.family}: batch has no {', '.join(repr(k) for k in missing)} "
+                f"(keys present: {sorted(batch)})"
+            )
+
+    def visual_stream(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames [B, T, 3, H, W] -> visual tokens [B, T*Q, dim] with positions added."""
+        if frames.dim() != 5:
+            raise BatchError(
+                f"{self.family}: batch['frames'] must be [B, T, 3, H, W], got {list(frames.shape)}"
+            )
+        tokens = self.visual_proj(self.visual(frames))  # [B, T, Q, dim]
+        b, t, q, d = tokens.shape
+        tokens = (
+            tokens
+            + resize_embedding(self.temporal_pos, t)[None, :, None, :]  # [1, T, 1, dim]
+            + resize_embedding(self.spatial_pos, q)[None, None, :, :]  # [1, 1, Q, dim]
+        )
+        return tokens.reshape(b, t * q, d)  # time-major: token index = t * Q + q
+
+    def streams(self, batch: dict[str, Any]) -> list[Stream]:
+        """The projected token streams (visual first): [(tokens [B, N_s, dim], mask [B, N_s])]."""
+        keys = ("frames", "text")
+        if self.config.use_location:
+            keys += ("det_boxes", "det_scores", "det_mask", "det_categories")
+        self._require(batch, keys)
+        frames = batch["frames"]  # [B, T, 3, H, W]
+        text = list(batch["text"])
+        if len(text) != frames.shape[0]:
+            raise BatchError(
+                f"{self.family}: batch['text'] has {len(text)} strings for {frames.shape[0]} clips"
+            )
+        out: list[Stream] = [(self.visual_stream(frames), None)]
+        feats = self.text(text)
+        out.append((self.text_proj(feats.tokens), feats.mask))  # [B, L, dim], [B, L]
+        if self.location is not None:
+            det_mask, categories = batch["det_mask"].bool(), batch["det_categories"]  # [B, D]
+            loc = self.location(
+                batch["det_boxes"], batch["det_scores"], det_mask, categories, self.text
+            )  # [B, D, dim]
+            out.append((loc, self.location.keep_mask(det_mask, categories)))
+        return out
+
+    def fuse(self, streams: list[Stream]) -> torch.Tensor:
+        """Streams -> the aggregated vector t_agg [B, dim] (before the final LayerNorm)."""
+        if self.config.fusion == "bottleneck":
+            b = streams[0][0].shape[0]
+            bottleneck = self.bottleneck[None].expand(b, -1, -1)  # [B, n_b, dim]
+            for block in self.blocks:
+                streams, bottleneck = block(streams, bottleneck)
+        else:
+            for block in self.blocks:
+                streams = block(streams)
+        pooled = [masked_mean(x, mask) for x, mask in streams]  # N_s x [B, dim]
+        if self.config.fusion == "concat":
+            return self.concat_proj(torch.cat(pooled, dim=-1))
+        if self.config.fusion == "add":
+            return torch.stack(pooled).sum(0)
+        return torch.stack(pooled).mean(0)  # t_agg = sum_phi t_phi / N_s
+
+    def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        t_agg = self.norm(self.fuse(self.streams(batch)))  # [B, dim]
+        return self.action_head(t_agg), self.box_head(t_agg)  # [B, 80], [B, 4]
+
+
+# --------------------------------------------------------------------------- named configs
+
+
+def _tiny(**changes: Any) -> RefAtomNetConfig:
+    """The CPU-sized RefAtomNet: scratch video transformer on 8 frames of 64x64, frozen MiniLM."""
+    cfg = RefAtomNetConfig(
+        visual=VisualConfig(
+            kind="scratch", dim=128, patch=8, depth=1, heads=4, tokens_per_frame=16,
+            image_size=(64, 64), num_frames=8,
+        ),
+        text=TextConfig(kind="minilm", frozen=True, max_length=32),
+        location=LocationConfig(hidden=128),
+        dim=128,
+        heads=4,
+        depth=1,
+        clip=ClipConfig(num_frames=8, size=(64, 64), normalization="imagenet"),
+    )  # fmt: skip
+    return replace(cfg, **changes)
+
+
+def _base() -> RefAtomNetConfig:
+    """The paper's sizes: frozen BLIP-2 (EVA ViT-g + Q-Former, 32 queries per frame; random weights
+    unless `visual.hf_name_or_path` points at a local checkpoint), frozen MiniLM, 8 frames at 224,
+    width 768, one agent block per stream as in the authors' code. 8 heads: the authors' code
+    uses 1, which makes the softmax over heads of CAAF / CATF a constant 1."""
+    return RefAtomNetConfig(
+        visual=VisualConfig(
+            kind="hf", hf_kind="blip2", hf_config=paper_blip2_config(), frozen=True
+        ),
+        text=TextConfig(kind="minilm", frozen=True),
+        location=LocationConfig(hidden=768),
+        dim=768,
+        heads=8,
+        depth=1,
+        clip=ClipConfig(num_frames=8, size=(224, 224), normalization="blip2"),
+    )
+
+
+register_model("refatomnet_tiny", "refatomnet", _tiny, "RefAtomNet, CPU size (scratch video)")
+register_model("refatomnet_base", "refatomnet", _base, "RefAtomNet, paper size (BLIP-2, MiniLM)")
+for _name, _changes, _doc in (
+    ("fusion_add", {"fusion": "add"}, "fusion by addition of the pooled streams"),
+    ("fusion_concat", {"fusion": "concat"}, "fusion by concatenation of the pooled streams"),
+    ("fusion_bottleneck", {"fusion": "bottleneck"}, "attention-bottleneck fusion"),
+    ("no_location", {"use_location": False}, "without the location-semantic stream"),
+    ("no_caaf", {"cross_attention_fusion": False}, "without cross-stream attention fusion"),
+    ("no_catf", {"cross_token_fusion": False}, "without cross-stream agent-token fusion"),
+):
+    register_model(
+        f"refatomnet_tiny_{_name}",
+        "refatomnet",
+        lambda c=_changes: _tiny(**c),
+        f"RefAtomNet tiny ablation: {_doc}",
+    )
