@@ -16,9 +16,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The full `ravar` argument parser with every subcommand."""
     from ravar.cli import data as data_cmd
     from ravar.cli import demo as demo_cmd
+    from ravar.cli import evaluate as eval_cmd
     from ravar.cli import labels as labels_cmd
     from ravar.cli import models as models_cmd
     from ravar.cli import synth as synth_cmd
+    from ravar.cli import train as train_cmd
 
     parser = argparse.ArgumentParser(
         prog="ravar",
@@ -27,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ravar {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (demo_cmd, data_cmd, labels_cmd, models_cmd, synth_cmd):
+    for module in (demo_cmd, train_cmd, eval_cmd, data_cmd, labels_cmd, models_cmd, synth_cmd):
         module.register(sub)
     return parser
 

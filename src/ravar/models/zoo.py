@@ -1,3 +1,3 @@
 """Imports every model family so that their named configs are registered."""
 
-from ravar.models import baselines, refatomnet  # noqa: F401
+from ravar.models import baselines, refatomnet, refatomnet_pp  # noqa: F401

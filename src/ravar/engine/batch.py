@@ -1,0 +1,46 @@
+"""Batches on their way into a model: moved to the device, multi-clip batches flattened."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+TARGET_KEYS = ("labels", "box")  # a batch with these makes the model compute its losses
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """`batch` with every tensor on `device` (other values unchanged)."""
+    non_blocking = device.type == "cuda"
+    return {
+        k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
+
+
+def without_targets(batch: dict[str, Any], keep_box: bool = False) -> dict[str, Any]:
+    """`batch` without the ground truth, for inference; `keep_box` keeps the true box for oracle
+    models (which read it at test time; without the labels no loss is computed)."""
+    drop = tuple(k for k in TARGET_KEYS if not (keep_box and k == "box"))
+    return {k: v for k, v in batch.items() if k not in drop}
+
+
+def flatten_clips(batch: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """A multi-clip batch (frames `[B, K, T, 3, H, W]`) as `B*K` single-clip samples (frames
+    `[B*K, T, 3, H, W]`, every other entry repeated K times in place), and K. Single-clip batches
+    come back unchanged with K = 1."""
+    frames = batch["frames"]
+    if frames.dim() != 6:
+        return batch, 1
+    b, k = frames.shape[:2]
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if key == "frames":
+            out[key] = frames.flatten(0, 1)  # [B*K, T, 3, H, W]
+        elif isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == b:
+            out[key] = value.repeat_interleave(k, dim=0)  # [B*K, ...]
+        elif isinstance(value, list) and len(value) == b:
+            out[key] = [item for item in value for _ in range(k)]
+        else:
+            out[key] = value
+    return out, k

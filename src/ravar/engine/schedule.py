@@ -1,0 +1,37 @@
+"""Learning-rate schedule: linear warmup, then cosine decay (or constant), per optimizer step."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def lr_factor(
+    step: int, total_steps: int, warmup_steps: int, schedule: str = "cosine", min_ratio: float = 0.0
+) -> float:
+    """Multiplier of the peak learning rate for optimizer step `step` (0-based) of `total_steps`:
+    (step + 1) / warmup during warmup, then a cosine from 1 down to `min_ratio` at the last step
+    (or 1 for the "constant" schedule)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"unknown schedule {schedule!r}")
+    decay_steps = max(1, total_steps - warmup_steps - 1)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_steps_for(total_steps: int, warmup_steps: int | None, warmup_fraction: float) -> int:
+    """Warmup length: `warmup_steps` when given, else `warmup_fraction` of `total_steps`, and
+    never the whole run."""
+    n = warmup_steps if warmup_steps is not None else round(warmup_fraction * total_steps)
+    return max(0, min(int(n), total_steps - 1))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr

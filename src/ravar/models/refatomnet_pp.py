@@ -1,0 +1,447 @@
+"""RefAtomNet++ (2025): semantic-retrieval multi-trajectory Mamba with multi-hierarchical
+semantic-aligned cross-attention, without the defects of the authors' code.
+
+Pipeline (shapes for one batch; C = `dim`):
+    frames [B, T, 3, H, W] -> visual backbone -> [B, T, Q, Cv] -> linear -> + time / token
+        position embeddings -> visual tokens V [B, T, Q, C]
+    text -> text encoder -> keywords [B, K, Ct] (stop words removed), sentence [B, Ct]
+    detections -> location-semantic encoder -> objects [B, D, C]
+    Three semantic levels, each projected into the visual space by its own linear layer:
+        partial keyword:  trajectories of the keywords,  Mamba along T      -> [B, K*T, C]
+        scene attribute:  trajectories of the objects,   Mamba along T      -> [B, D*T, C]
+        holistic sentence: the sentence embedding                           -> [B, 1, C]
+    (a trajectory takes, in every frame, the token of V most similar to the query; the selection
+    is trainable, see `ravar.models.trajectory`.)
+    V scanned by Mamba (per token along time, and/or over the whole clip frame after frame), then
+        temporal view  = mean over tokens  [B, T, C]
+        spatial view   = mean over frames  [B, Q, C]
+    Semantic-aligned cross-attention (post-norm blocks): for each view and each level, the level's
+    tokens attend to the view, and their masked mean is that level's summary; the summaries of the
+    levels a clip has (no scene-attribute level without detections) are averaged into one vector
+    per view.
+    Two head sets (ActionHead + BoxHead), one on each view's summary; logits and boxes are
+    averaged (the mean of two valid boxes is a valid box).
+
+Fixes over the authors' code: the time and token axes are never mixed by a reshape; the keyword
+and object projections receive gradients (straight-through or soft selection); frames are real
+temporal clips (from the Dataset); the Mamba layers run on a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ravar.config import ConfigError
+from ravar.data.dataset import ClipConfig
+from ravar.errors import RavarError
+from ravar.models.backbones import (
+    LocationConfig,
+    LocationSemanticEncoder,
+    TextConfig,
+    VisualConfig,
+    build_text,
+    build_visual,
+    paper_blip2_config,
+)
+from ravar.models.base import RAVARModel
+from ravar.models.heads import ActionHead, BoxHead
+from ravar.models.losses import LossConfig, compute_losses
+from ravar.models.mamba import MambaLayer
+from ravar.models.registry import register_family, register_model
+from ravar.models.trajectory import (
+    SELECTION_MODES,
+    Trajectories,
+    flatten_trajectories,
+    from_per_token_sequences,
+    from_time_major,
+    per_token_sequences,
+    scan_trajectories,
+    select_trajectories,
+    spatial_view,
+    temporal_view,
+    time_major_sequence,
+)
+
+LEVELS: tuple[str, ...] = ("keyword", "object", "sentence")
+VIEWS: tuple[str, ...] = ("temporal", "spatial")
+
+
+@dataclass
+class MambaSettings:
+    """Settings shared by every Mamba layer of the model (see `ravar.models.mamba.MambaLayer`)."""
+
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    backend: str = "auto"
+    bidirectional: bool = False
+
+
+@dataclass
+class RefAtomNetPPConfig:
+    """RefAtomNet++ hyper-parameters."""
+
+    visual: VisualConfig = field(default_factory=VisualConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    location: LocationConfig = field(default_factory=LocationConfig)
+    dim: int = 256  # C: width of the fusion part
+    heads: int = 8  # attention heads of the cross-attention blocks
+    mlp_ratio: float = 4.0  # feed-forward width of the cross-attention blocks, times dim
+    dropout: float = 0.1
+    mamba: MambaSettings = field(default_factory=MambaSettings)
+    visual_scan: Literal["temporal", "flat", "both"] = "temporal"  # how V is scanned
+    selection: Literal["straight_through", "soft"] = "straight_through"
+    tau: float = 0.1  # softmax temperature of the token selection
+    use_keywords: bool = True  # partial-keyword level
+    use_objects: bool = True  # scene-attribute level (needs detections)
+    use_sentence: bool = True  # holistic-sentence level
+    loss_per_head: bool = True  # losses of each head set, averaged (else: of the mean output)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
+            raise ValueError(
+                f"dim ({self.dim}) must be a positive multiple of heads ({self.heads})"
+            )
+        if self.selection not in SELECTION_MODES:
+            raise ValueError(f"selection must be one of {SELECTION_MODES}, got {self.selection!r}")
+        if not self.tau > 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}")
+        if self.visual_scan not in ("temporal", "flat", "both"):
+            raise ValueError(
+                f"visual_scan must be 'temporal', 'flat' or 'both', got {self.visual_scan!r}"
+            )
+        if not (self.use_keywords or self.use_objects or self.use_sentence):
+            raise ValueError("use_keywords, use_objects and use_sentence cannot all be false")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        v = self.visual
+        if v.kind == "scratch" and v.tokens_per_frame is None and v.image_size != self.clip.size:
+            # the number of tokens per frame (and the token position embeddings) follow the size
+            raise ValueError(
+                f"visual.image_size {list(v.image_size)} must equal clip.size "
+                f"{list(self.clip.size)} (or set visual.tokens_per_frame)"
+            )
+
+
+class CrossAttentionBlock(nn.Module):
+    """Post-norm cross-attention block: queries [B, N, C] attend to context [B, M, C].
+
+    x = LayerNorm(x + Dropout(MultiHeadAttention(x, context, context)))
+    x = LayerNorm(x + Dropout(FFN(x)))
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm1 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
+        self.norm2 = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """x [B, N, C], context [B, M, C] -> [B, N, C]."""
+        attended, _ = self.attn(x, context, context, need_weights=False)  # [B, N, C]
+        x = self.norm1(x + self.drop(attended))  # [B, N, C]
+        return self.norm2(x + self.drop(self.ffn(x)))  # [B, N, C]
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid rows of x [B, N, C] (mask [B, N] bool) -> [B, C]; zeros when none."""
+    w = mask.to(x.dtype)[..., None]  # [B, N, 1]
+    return (x * w).sum(1) / w.sum(1).clamp(min=1.0)  # [B, C]
+
+
+@register_family
+class RefAtomNetPP(RAVARModel):
+    """RefAtomNet++ (see the module docstring)."""
+
+    family = "refatomnet_pp"
+    config_class = RefAtomNetPPConfig
+    needs_detections = True  # False on instances built with use_objects=False
+    uses_text = True
+
+    def __init__(self, config: RefAtomNetPPConfig) -> None:
+        super().__init__(config)
+        cfg = config
+        self.needs_detections = cfg.use_objects  # type: ignore[misc]
+        self.levels = [
+            name
+            for name, on in zip(
+                LEVELS, (cfg.use_keywords, cfg.use_objects, cfg.use_sentence), strict=True
+            )
+            if on
+        ]
+        c = cfg.dim
+
+        self.visual = build_visual(cfg.visual)
+        if self.visual.frozen_part is not None:
+            self.freeze(self.visual.frozen_part)
+        self.text = build_text(cfg.text)
+        if self.text.frozen_part is not None:
+            self.freeze(self.text.frozen_part)
+        self.location = (
+            LocationSemanticEncoder(cfg.location, self.text.dim, c) if cfg.use_objects else None
+        )
+
+        self.visual_proj = nn.Sequential(nn.Linear(self.visual.dim, c), nn.LayerNorm(c))
+        self.time_pos = nn.Parameter(torch.zeros(cfg.clip.num_frames, c))  # [T_max, C]
+        self.token_pos = nn.Parameter(torch.zeros(self.visual.tokens_per_frame, c))  # [Q, C]
+        nn.init.trunc_normal_(self.time_pos, std=0.02)
+        nn.init.trunc_normal_(self.token_pos, std=0.02)
+
+        def mamba() -> MambaLayer:
+            m = cfg.mamba
+            return MambaLayer(c, m.d_state, m.d_conv, m.expand, m.backend, m.bidirectional)
+
+        self.scan_time = mamba() if cfg.visual_scan in ("temporal", "both") else None
+        self.scan_flat = mamba() if cfg.visual_scan in ("flat", "both") else None
+        # projections of each semantic level into the visual space
+        self.keyword_proj = nn.Linear(self.text.dim, c) if cfg.use_keywords else None
+        self.object_proj = nn.Linear(c, c) if cfg.use_objects else None
+        self.sentence_proj = nn.Linear(self.text.dim, c) if cfg.use_sentence else None
+        self.keyword_scan = mamba() if cfg.use_keywords else None
+        self.object_scan = mamba() if cfg.use_objects else None
+
+        self.cross = nn.ModuleDict(
+            {
+                f"{view}_{level}": CrossAttentionBlock(c, cfg.heads, cfg.mlp_ratio, cfg.dropout)
+                for view in VIEWS
+                for level in self.levels
+            }
+        )
+        self.summary_norm = nn.ModuleDict({view: nn.LayerNorm(c) for view in VIEWS})
+        self.action_heads = nn.ModuleDict(
+            {view: ActionHead(c, dropout=cfg.dropout) for view in VIEWS}
+        )
+        self.box_heads = nn.ModuleDict({view: BoxHead(c) for view in VIEWS})
+
+    # ------------------------------------------------------------------ features
+    def visual_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames [B, T, 3, H, W] -> visual tokens in the model width with time and token
+        position embeddings, [B, T, Q, C]."""
+        if frames.dim() != 5:
+            raise RavarError(
+                f"batch['frames'] must be [B, T, 3, H, W], got shape {tuple(frames.shape)}"
+                " (evaluate multi-clip batches one clip at a time)"
+            )
+        t = frames.shape[1]
+        if t > self.time_pos.shape[0]:
+            raise ConfigError(
+                f"batch['frames'] has {t} frames but the model was built for "
+                f"clip.num_frames={self.time_pos.shape[0]}"
+            )
+        tokens = self.visual_proj(self.visual(frames))  # [B, T, Q, C]
+        if tokens.shape[2] != self.token_pos.shape[0]:
+            raise ConfigError(
+                f"the visual backbone gave {tokens.shape[2]} tokens per frame, expected "
+                f"{self.token_pos.shape[0]} (visual.tokens_per_frame)"
+            )
+        return tokens + self.time_pos[:t, None, :] + self.token_pos[None, :, :]  # [B, T, Q, C]
+
+    def scan_visual(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Mamba scans of V [B, T, Q, C] (per token along time, then / or over the clip frame
+        after frame) -> [B, T, Q, C]."""
+        b, t = tokens.shape[:2]
+        if self.scan_time is not None:
+            seq = self.scan_time(per_token_sequences(tokens))  # [B*Q, T, C]
+            tokens = from_per_token_sequences(seq, b)  # [B, T, Q, C]
+        if self.scan_flat is not None:
+            seq = self.scan_flat(time_major_sequence(tokens))  # [B, T*Q, C]
+            tokens = from_time_major(seq, t)  # [B, T, Q, C]
+        return tokens
+
+    def _trajectories(self, queries: torch.Tensor, tokens: torch.Tensor) -> Trajectories:
+        """Trajectories of queries [B, K, C] through tokens [B, T, Q, C]."""
+        return select_trajectories(queries, tokens, self.config.selection, self.config.tau)
+
+    def encode(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Intermediate features: "tokens" V [B, T, Q, C]; "scanned" [B, T, Q, C]; "temporal"
+        [B, T, C]; "spatial" [B, Q, C]; per level "<level>_tokens" [B, N, C] and "<level>_mask"
+        [B, N]; "keyword_selection" / "object_selection" (`Trajectories`); "summary_temporal"
+        and "summary_spatial" [B, C]."""
+        tokens = self.visual_tokens(batch["frames"])  # [B, T, Q, C]
+        b = tokens.shape[0]
+        out: dict[str, Any] = {"tokens": tokens}
+        texts = list(batch["text"])
+        if len(texts) != b:
+            raise RavarError(f"batch['text'] has {len(texts)} strings for {b} clips")
+        text = self.text(texts)
+
+        if self.keyword_proj is not None and self.keyword_scan is not None:
+            keywords = self.keyword_proj(text.keywords)  # [B, K, C]
+            sel = self._trajectories(keywords, tokens)  # tokens [B, K, T, C]
+            scanned = scan_trajectories(sel.tokens, text.keyword_mask, self.keyword_scan)
+            out["keyword_selection"] = sel
+            out["keyword_tokens"], out["keyword_mask"] = flatten_trajectories(
+                scanned, text.keyword_mask
+            )  # [B, K*T, C], [B, K*T]
+
+        if (
+            self.location is not None
+            and self.object_proj is not None
+            and self.object_scan is not None
+        ):
+            for key in ("det_boxes", "det_scores", "det_mask", "det_categories"):
+                if key not in batch:
+                    raise RavarError(
+                        f"batch has no {key!r}: refatomnet_pp with use_objects=true needs "
+                        "detections (or build it with use_objects=false)"
+                    )
+            categories = batch["det_categories"]
+            objects = self.location(
+                batch["det_boxes"], batch["det_scores"], batch["det_mask"], categories, self.text
+            )  # [B, D, C]
+            det_mask = self.location.keep_mask(batch["det_mask"], categories)  # [B, D]
+            sel = self._trajectories(self.object_proj(objects), tokens)  # tokens [B, D, T, C]
+            scanned = scan_trajectories(sel.tokens, det_mask, self.object_scan)
+            out["object_selection"] = sel
+            out["object_tokens"], out["object_mask"] = flatten_trajectories(scanned, det_mask)
+
+        if self.sentence_proj is not None:
+            out["sentence_tokens"] = self.sentence_proj(text.sentence)[:, None, :]  # [B, 1, C]
+            out["sentence_mask"] = torch.ones(b, 1, dtype=torch.bool, device=tokens.device)
+
+        scanned_v = self.scan_visual(tokens)  # [B, T, Q, C]
+        out["scanned"] = scanned_v
+        views = {"temporal": temporal_view(scanned_v), "spatial": spatial_view(scanned_v)}
+        out.update(views)  # [B, T, C], [B, Q, C]
+        # levels a sample has tokens for (a clip without detections has no scene-attribute level)
+        present = torch.stack([out[f"{lv}_mask"].any(1) for lv in self.levels], 1)  # [B, levels]
+        present = present.to(tokens.dtype)
+        for view, context in views.items():
+            per_level = torch.stack(
+                [
+                    masked_mean(
+                        self.cross[f"{view}_{level}"](out[f"{level}_tokens"], context),  # [B, N, C]
+                        out[f"{level}_mask"],
+                    )  # [B, C]
+                    for level in self.levels
+                ],
+                1,
+            )  # [B, levels, C]
+            summary = (per_level * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp(
+                min=1.0
+            )  # [B, C]: mean over the levels present
+            out[f"summary_{view}"] = self.summary_norm[view](summary)
+        return out
+
+    # ------------------------------------------------------------------ outputs
+    def head_outputs(self, batch: dict[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per view: (action logits [B, 80], boxes [B, 4]) of its head set."""
+        feats = self.encode(batch)
+        return {
+            view: (
+                self.action_heads[view](feats[f"summary_{view}"]),
+                self.box_heads[view](feats[f"summary_{view}"]),
+            )
+            for view in VIEWS
+        }
+
+    @staticmethod
+    def _average(
+        heads: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = torch.stack([h[0] for h in heads.values()]).mean(0)  # [B, 80]
+        boxes = torch.stack([h[1] for h in heads.values()]).mean(0)  # [B, 4] still valid
+        return logits, boxes
+
+    def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Action logits [B, 80] and boxes [B, 4]: the mean of the two head sets."""
+        return self._average(self.head_outputs(batch))
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """As `RAVARModel.forward`; with `loss_per_head` the losses are those of each head set,
+        averaged (each head set is trained on its own, as the authors did)."""
+        if not self.config.loss_per_head:
+            return super().forward(batch)
+        heads = self.head_outputs(batch)
+        logits, boxes = self._average(heads)
+        out: dict[str, Any] = {"logits": logits, "boxes": boxes}
+        if "labels" in batch and "box" in batch:
+            per_head = [
+                compute_losses(lg, bx, batch["labels"], batch["box"], self.config.loss)
+                for lg, bx in heads.values()
+            ]
+            losses = {k: torch.stack([p[k] for p in per_head]).mean() for k in per_head[0]}
+            out["loss"] = losses.pop("loss")
+            out["losses"] = losses
+        return out
+
+
+def refatomnet_pp_loss() -> LossConfig:
+    """The losses of the authors' code: focal BCE with label smoothing, a ranking loss of the
+    positives against the hardest negatives, and 2 x (box MSE + (1 - IoU)).
+
+    Their smoothing maps 1 -> 0.8 and 0 -> 0.2, i.e. label_smoothing=0.4 in LossConfig's
+    y * (1 - s) + s / 2; their MSE averages the 4 numbers where LossConfig's sums them, hence
+    box_mse_weight = 2 / 4."""
+    return LossConfig(
+        action="focal",
+        label_smoothing=0.4,
+        ranking_weight=1.0,
+        ranking_margin=0.2,
+        box_mse_weight=0.5,
+        box_iou_weight=2.0,
+    )
+
+
+def _tiny() -> RefAtomNetPPConfig:
+    return RefAtomNetPPConfig(
+        visual=VisualConfig(
+            kind="scratch",
+            dim=128,
+            patch=8,
+            depth=2,
+            heads=4,
+            tokens_per_frame=16,  # the 8 x 8 patch grid pooled to 4 x 4 (64 tokens: 2.6x slower)
+            image_size=(64, 64),
+            num_frames=8,
+        ),
+        text=TextConfig(kind="minilm", frozen=True),
+        location=LocationConfig(),
+        dim=128,
+        heads=8,
+        mamba=MambaSettings(d_state=8, d_conv=4, expand=2),
+        visual_scan="temporal",
+        clip=ClipConfig(num_frames=8, size=(64, 64), normalization="imagenet"),
+        loss=refatomnet_pp_loss(),
+    )
+
+
+def _base() -> RefAtomNetPPConfig:
+    return RefAtomNetPPConfig(
+        visual=VisualConfig(
+            kind="hf", hf_kind="blip2", hf_config=paper_blip2_config(), frozen=True
+        ),  # Blip2Config() defaults: EVA ViT-g + 12-layer Q-Former, 32 queries, random weights
+        text=TextConfig(kind="minilm", frozen=True),
+        location=LocationConfig(),
+        dim=768,
+        heads=8,
+        mamba=MambaSettings(d_state=16, d_conv=4, expand=2),
+        visual_scan="flat",
+        clip=ClipConfig(num_frames=8, size=(224, 224), normalization="blip2"),
+        loss=refatomnet_pp_loss(),
+    )
+
+
+register_model(
+    "refatomnet_pp_tiny",
+    "refatomnet_pp",
+    _tiny,
+    "RefAtomNet++, tiny: scratch video ViT 64x64 (16 tokens/frame), frozen MiniLM, width 128",
+)
+register_model(
+    "refatomnet_pp_base",
+    "refatomnet_pp",
+    _base,
+    "RefAtomNet++ as in the paper: frozen BLIP-2 vision + Q-Former (32 queries), 8x224, width 768",
+)
