@@ -11,8 +11,6 @@ fewer repetitions (`--seq-reps`). Nothing is downloaded.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -21,18 +19,7 @@ import torch
 from torch import nn
 
 from ravar.models.mamba import MambaLayer
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or what `platform` knows)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from ravar.util.machine import describe_machine
 
 
 def time_fwd_bwd(module: nn.Module, x: torch.Tensor, reps: int, warmup: int) -> list[float]:
@@ -136,10 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Mamba layer forward+backward, input {shape}, d_state {args.d_state}, "
         f"expand {args.expand}, d_conv {args.d_conv}, float32"
     )
-    print(
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads)"
-    )
+    print(f"Machine: {describe_machine()}")
     print()
     print("| layer / scan | seconds (median) | reps |")
     print("|---|---|---|")

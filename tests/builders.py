@@ -95,33 +95,8 @@ def band_index(frame_chw: np.ndarray) -> int:
     return int(round(float(frame_chw[:, : frame_chw.shape[1] // 8].mean()) * 255))
 
 
-WORDS = ("man", "woman", "child", "red", "blue", "green", "hat", "shirt", "left", "right", "tall")
-CATEGORIES = ("person", "sports ball", "cup", "chair")
-
-
 def random_batch(b: int = 2, t: int = 4, size: int = 32, d: int = 3, seed: int = 0) -> dict:
     """A model-ready batch like `ravar.data.dataset.collate` makes, with random content."""
-    import torch
+    from ravar.data.dummy import dummy_batch
 
-    from ravar.util.box_ops import valid_boxes_from_unbounded
-
-    g = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    texts = [" ".join(["the"] + list(rng.choice(WORDS, size=4))) for _ in range(b)]
-    det_mask = torch.zeros(b, d, dtype=torch.bool)
-    det_mask[:, : max(1, d - 1)] = True
-    return {
-        "frames": torch.randn(b, t, 3, size, size, generator=g),
-        "keyframe": torch.randn(b, 3, size, size, generator=g),
-        "text": texts,
-        "box": valid_boxes_from_unbounded(torch.randn(b, 4, generator=g)),
-        "labels": (torch.rand(b, 80, generator=g) > 0.9).float(),
-        "det_boxes": valid_boxes_from_unbounded(torch.randn(b, d, 4, generator=g))
-        * det_mask[..., None],
-        "det_scores": torch.rand(b, d, generator=g) * det_mask,
-        "det_mask": det_mask,
-        "det_categories": [
-            [str(rng.choice(CATEGORIES)) if det_mask[i, j] else "" for j in range(d)]
-            for i in range(b)
-        ],
-    }
+    return dummy_batch(batch_size=b, num_frames=t, size=size, num_detections=d, seed=seed)
