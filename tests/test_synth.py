@@ -236,13 +236,20 @@ def test_one_movement_per_person_and_no_running_while_lying(small_dir: Path) -> 
                 assert C.is_compatible(p["action_names"]), p
 
 
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
 def _motion_energy(d: Path, split: str, actions: list[str]) -> list[float]:
-    """Mean abs pixel change inside the person's keyframe box between frames 0.8 s apart."""
+    """Mean abs pixel change inside the person's keyframe box between frames 0.8 s apart, for
+    people whose box overlaps nobody else's (a neighbour's motion would count otherwise)."""
     spec = load_meta(d).frame_source
     out = []
     for scene in _scenes(d, split).values():
         for p in scene["people"]:
-            if p["action_names"] != actions:
+            if p["action_names"] != actions or any(
+                _overlap(p["box"], q["box"]) for q in scene["people"] if q is not p
+            ):
                 continue
             frames = _decode(d / spec.root / spec.pattern.format(video_id=scene["video_id"]))
             frames = frames.astype(np.float32)
@@ -309,3 +316,21 @@ def test_co_occurrence_rules() -> None:
             continue
         acts = C.sample_solo_actions(rng, must)
         assert must in acts and C.is_compatible(acts), (must, acts)
+
+
+def test_people_per_scene_stay_within_the_preset(small_dir: Path) -> None:
+    lo, hi = get_preset("small").people
+    for split in SPLITS:
+        counts = [len(s["people"]) for s in _scenes(small_dir, split).values()]
+        assert min(counts) >= lo and max(counts) <= hi, (split, sorted(set(counts)))
+
+
+@pytest.mark.parametrize("preset", ["standard", "hard"])
+def test_layout_never_drops_below_the_minimum(preset: str) -> None:
+    from ravar.synth.generate import ClipTask, build_scene
+
+    p = get_preset(preset)
+    for index in range(60):
+        task = ClipTask(preset, SEED, "train", index, "", "mp4")
+        scene, _, _ = build_scene(p, task)
+        assert p.people[0] <= len(scene.people) <= p.people[1], (index, len(scene.people))

@@ -249,7 +249,7 @@ def _depth(ground_y: float, height: int) -> float:
 
 def _layout(rng: np.random.Generator, preset: Preset, groups: list) -> None:
     """Choose depth, scale, facing and horizontal position of everyone; drops people (never the
-    first group) that do not fit."""
+    first group, never below the preset's minimum) that do not fit."""
     width, height = preset.width, preset.height
     spans = []  # (group, pixel width, offsets of members from the group's left edge)
     for kind, members in groups:
@@ -273,10 +273,18 @@ def _layout(rng: np.random.Generator, preset: Preset, groups: list) -> None:
             span = (2 * room + gap) * preset.spacing
             offsets = {id(a): room, id(b): room + gap}
             spans.append((members, span, [offsets[id(m)] for m in members]))
-    while len(spans) > 1 and sum(s[1] for s in spans) > 0.98 * width:
+    min_people = preset.people[0]
+    while (
+        len(spans) > 1
+        and sum(s[1] for s in spans) > 0.98 * width
+        and sum(len(s[0]) for s in spans[:-1]) >= min_people
+    ):
         dropped = spans.pop()
         for p in dropped[0]:
             groups[:] = [(k, ms) for k, ms in groups if p not in ms]
+    # still too wide with the fewest people allowed: squeeze them together (more occlusion)
+    squeeze = min(1.0, 0.98 * width / sum(s[1] for s in spans))
+    spans = [(ms, span * squeeze, [o * squeeze for o in offs]) for ms, span, offs in spans]
     order = rng.permutation(len(spans))
     free = max(0.0, width - sum(s[1] for s in spans))
     gaps = rng.dirichlet(np.ones(len(spans) + 1)) * free
