@@ -16,7 +16,6 @@ pools (no L2 normalisation). A keyword's embedding is the mean of its word piece
 from __future__ import annotations
 
 import zlib
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from ravar.config import ConfigError
+from ravar.models.backbones.frozen import FrozenPartMixin
 from ravar.models.backbones.keywords import keyword_positions, letter_words, split_words
 
 _PAD_ID, _CLS_ID, _FIRST_WORD_ID = 0, 1, 2  # scratch tokenizer
@@ -105,7 +105,7 @@ def tiny_bert_config(vocab_size: int) -> dict[str, Any]:
     }
 
 
-class TextEncoder(nn.Module):
+class TextEncoder(FrozenPartMixin):
     """Base of the text encoders: `forward(texts) -> TextFeatures`, `encode_phrases(phrases) ->
     [N, C]`. Attributes: `dim` (C), `frozen_part` (the frozen submodule, or None)."""
 
@@ -114,27 +114,9 @@ class TextEncoder(nn.Module):
     def __init__(self, config: TextConfig) -> None:
         super().__init__()
         self.config = config
-        object.__setattr__(self, "_frozen_part", None)  # not registered: no duplicate state keys
         self._phrase_cache: dict[str, torch.Tensor] = {}
 
-    # -- frozen parts -------------------------------------------------------------------------
-    @property
-    def frozen_part(self) -> nn.Module | None:
-        """The frozen submodule (no gradients, always eval), or None."""
-        return self._frozen_part
-
-    def _freeze(self, part: nn.Module) -> None:
-        object.__setattr__(self, "_frozen_part", part)
-        for p in part.parameters():
-            p.requires_grad_(False)
-        nn.Module.train(part, False)
-
-    def train(self, mode: bool = True) -> TextEncoder:
-        super().train(mode)
-        if self._frozen_part is not None:
-            nn.Module.train(self._frozen_part, False)
-        return self
-
+    # -- phrase cache --------------------------------------------------------------------------
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TextEncoder:
         self._phrase_cache.clear()  # cached phrases follow no device / dtype change
         return super()._apply(fn, *args, **kwargs)
@@ -142,9 +124,6 @@ class TextEncoder(nn.Module):
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self._phrase_cache.clear()  # new weights, new embeddings
         super()._load_from_state_dict(*args, **kwargs)
-
-    def _grad_context(self) -> Any:
-        return torch.no_grad() if self._frozen_part is not None else nullcontext()
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device

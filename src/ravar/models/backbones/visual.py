@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ravar.config import ConfigError
+from ravar.models.backbones.frozen import FrozenPartMixin
 
 
 @dataclass
@@ -83,7 +83,7 @@ class VisualConfig:
             )
 
 
-class VisualBackbone(nn.Module):
+class VisualBackbone(FrozenPartMixin):
     """Base of the visual backbones: `forward(frames [B, T, 3, H, W]) -> tokens [B, T, Q, C]`.
 
     Attributes: `dim` (C), `tokens_per_frame` (Q, for frames of the configured size),
@@ -96,27 +96,6 @@ class VisualBackbone(nn.Module):
     def __init__(self, config: VisualConfig) -> None:
         super().__init__()
         self.config = config
-        object.__setattr__(self, "_frozen_part", None)  # not registered: no duplicate state keys
-
-    @property
-    def frozen_part(self) -> nn.Module | None:
-        """The frozen submodule (no gradients, always eval), or None."""
-        return self._frozen_part
-
-    def _freeze(self, part: nn.Module) -> None:
-        object.__setattr__(self, "_frozen_part", part)
-        for p in part.parameters():
-            p.requires_grad_(False)
-        nn.Module.train(part, False)
-
-    def train(self, mode: bool = True) -> VisualBackbone:
-        super().train(mode)
-        if self._frozen_part is not None:
-            nn.Module.train(self._frozen_part, False)
-        return self
-
-    def _grad_context(self) -> Any:
-        return torch.no_grad() if self._frozen_part is not None else nullcontext()
 
     @staticmethod
     def _check_frames(frames: torch.Tensor) -> None:
