@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ravar.cli.argtypes import non_negative_float, non_negative_int
 from ravar.data.validate import ValidationReport, validate_dataset
 from ravar.errors import DataFormatError, RavarError
 
@@ -19,7 +20,7 @@ def register(dsub: argparse._SubParsersAction) -> None:
     p.add_argument("--splits", nargs="+", metavar="SPLIT", help="only these splits")
     p.add_argument(
         "--window",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=3.0,
         metavar="SECONDS",
         help="clip length around each keyframe whose frames must exist (default 3)",
@@ -28,7 +29,7 @@ def register(dsub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-frames", action="store_true", help="skip the frame checks")
     p.add_argument(
         "--max-errors",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=50,
         metavar="N",
         help="print at most N errors (default 50; --json gets all)",
@@ -47,26 +48,6 @@ def _add_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="write the action histogram as a PNG")
     p.add_argument("--log", action="store_true", help="log-scale counts in the --plot")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return v
 
 
 def _write_outputs(report: ValidationReport, args: argparse.Namespace) -> None:
