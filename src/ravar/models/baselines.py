@@ -23,29 +23,12 @@ from ravar.models.backbones import (
     VisualConfig,
     build_text,
     build_visual,
-    paper_blip2_config,
 )
 from ravar.models.base import RAVARModel
 from ravar.models.heads import MLP, ActionHead, BoxHead
 from ravar.models.losses import LossConfig
+from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
 from ravar.models.registry import register_family, register_model
-
-
-def _tiny_visual() -> VisualConfig:
-    return VisualConfig(kind="scratch", dim=128, patch=8, depth=1, heads=4, tokens_per_frame=16,
-                        image_size=(64, 64), num_frames=8)  # fmt: skip
-
-
-def _tiny_clip() -> ClipConfig:
-    return ClipConfig(num_frames=8, size=(64, 64), normalization="imagenet")
-
-
-def _base_visual() -> VisualConfig:
-    return VisualConfig(kind="hf", hf_kind="blip2", hf_config=paper_blip2_config(), frozen=True)
-
-
-def _base_clip() -> ClipConfig:
-    return ClipConfig(num_frames=8, size=(224, 224), normalization="blip2")
 
 
 def pool_video(tokens: torch.Tensor) -> torch.Tensor:
@@ -57,10 +40,10 @@ def pool_video(tokens: torch.Tensor) -> torch.Tensor:
 class NoTextConfig:
     """Video-only baseline."""
 
-    visual: VisualConfig = field(default_factory=_tiny_visual)
+    visual: VisualConfig = field(default_factory=tiny_visual)
     dim: int = 128
     dropout: float = 0.1
-    clip: ClipConfig = field(default_factory=_tiny_clip)
+    clip: ClipConfig = field(default_factory=tiny_clip)
     loss: LossConfig = field(default_factory=LossConfig)
 
 
@@ -88,11 +71,11 @@ class NoText(RAVARModel):
 class LateFusionConfig:
     """Global video embedding + sentence embedding, fused by an MLP."""
 
-    visual: VisualConfig = field(default_factory=_tiny_visual)
+    visual: VisualConfig = field(default_factory=tiny_visual)
     text: TextConfig = field(default_factory=lambda: TextConfig(kind="minilm", frozen=True))
     dim: int = 128
     dropout: float = 0.1
-    clip: ClipConfig = field(default_factory=_tiny_clip)
+    clip: ClipConfig = field(default_factory=tiny_clip)
     loss: LossConfig = field(default_factory=LossConfig)
 
 
@@ -126,13 +109,13 @@ class OracleCropConfig:
     """Action classifier on the ground-truth person's crop."""
 
     visual: VisualConfig = field(
-        default_factory=lambda: replace(_tiny_visual(), image_size=(32, 32), tokens_per_frame=4)
+        default_factory=lambda: replace(tiny_visual(), image_size=(32, 32), tokens_per_frame=4)
     )
     crop_size: tuple[int, int] = (32, 32)  # (h, w) the crop is resized to
     margin: float = 0.1  # crop this fraction of the box size larger on every side
     dim: int = 128
     dropout: float = 0.1
-    clip: ClipConfig = field(default_factory=_tiny_clip)
+    clip: ClipConfig = field(default_factory=tiny_clip)
     loss: LossConfig = field(default_factory=lambda: LossConfig(box_mse_weight=0.0))
 
 
@@ -188,7 +171,7 @@ class OracleCrop(RAVARModel):
 register_model("no_text_tiny", "no_text", NoTextConfig, "video only, no text (I3D/X3D-style)")
 register_model(
     "no_text_base", "no_text",
-    lambda: NoTextConfig(visual=_base_visual(), dim=768, clip=_base_clip()),
+    lambda: NoTextConfig(visual=paper_visual(), dim=768, clip=paper_clip()),
     "video only, paper-size frozen BLIP-2 visual tokens",
 )  # fmt: skip
 register_model(
@@ -197,7 +180,7 @@ register_model(
 )  # fmt: skip
 register_model(
     "late_fusion_base", "late_fusion",
-    lambda: LateFusionConfig(visual=_base_visual(), dim=768, clip=_base_clip()),
+    lambda: LateFusionConfig(visual=paper_visual(), dim=768, clip=paper_clip()),
     "late fusion, paper-size frozen BLIP-2 visual tokens and MiniLM",
 )  # fmt: skip
 register_model(

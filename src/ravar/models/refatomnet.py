@@ -26,11 +26,11 @@ from ravar.models.backbones import (
     VisualConfig,
     build_text,
     build_visual,
-    paper_blip2_config,
 )
 from ravar.models.base import RAVARModel
 from ravar.models.heads import MLP, ActionHead, BoxHead
 from ravar.models.losses import LossConfig
+from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
 from ravar.models.registry import register_family, register_model
 
 Fusion = Literal["agent", "add", "concat", "bottleneck"]
@@ -324,16 +324,13 @@ class RefAtomNet(RAVARModel):
 def _tiny(**changes: Any) -> RefAtomNetConfig:
     """The CPU-sized RefAtomNet: scratch video transformer on 8 frames of 64x64, frozen MiniLM."""
     cfg = RefAtomNetConfig(
-        visual=VisualConfig(
-            kind="scratch", dim=128, patch=8, depth=1, heads=4, tokens_per_frame=16,
-            image_size=(64, 64), num_frames=8,
-        ),
+        visual=tiny_visual(depth=1),
         text=TextConfig(kind="minilm", frozen=True, max_length=32),
         location=LocationConfig(hidden=128),
         dim=128,
         heads=4,
         depth=1,
-        clip=ClipConfig(num_frames=8, size=(64, 64), normalization="imagenet"),
+        clip=tiny_clip(),
     )  # fmt: skip
     return replace(cfg, **changes)
 
@@ -344,15 +341,13 @@ def _base() -> RefAtomNetConfig:
     width 768, one agent block per stream as in the authors' code. 8 heads: the authors' code
     uses 1, which makes the softmax over heads of CAAF / CATF a constant 1."""
     return RefAtomNetConfig(
-        visual=VisualConfig(
-            kind="hf", hf_kind="blip2", hf_config=paper_blip2_config(), frozen=True
-        ),
+        visual=paper_visual(),
         text=TextConfig(kind="minilm", frozen=True),
         location=LocationConfig(hidden=768),
         dim=768,
         heads=8,
         depth=1,
-        clip=ClipConfig(num_frames=8, size=(224, 224), normalization="blip2"),
+        clip=paper_clip(),
     )
 
 

@@ -45,12 +45,12 @@ from ravar.models.backbones import (
     VisualConfig,
     build_text,
     build_visual,
-    paper_blip2_config,
 )
 from ravar.models.base import RAVARModel
 from ravar.models.heads import ActionHead, BoxHead
 from ravar.models.losses import LossConfig, compute_losses
 from ravar.models.mamba import MambaLayer
+from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
 from ravar.models.registry import register_family, register_model
 from ravar.models.trajectory import (
     SELECTION_MODES,
@@ -396,39 +396,28 @@ def refatomnet_pp_loss() -> LossConfig:
 
 def _tiny() -> RefAtomNetPPConfig:
     return RefAtomNetPPConfig(
-        visual=VisualConfig(
-            kind="scratch",
-            dim=128,
-            patch=8,
-            depth=2,
-            heads=4,
-            tokens_per_frame=16,  # the 8 x 8 patch grid pooled to 4 x 4 (64 tokens: 2.6x slower)
-            image_size=(64, 64),
-            num_frames=8,
-        ),
+        visual=tiny_visual(depth=2),
         text=TextConfig(kind="minilm", frozen=True),
         location=LocationConfig(),
         dim=128,
         heads=8,
         mamba=MambaSettings(d_state=8, d_conv=4, expand=2),
         visual_scan="temporal",
-        clip=ClipConfig(num_frames=8, size=(64, 64), normalization="imagenet"),
+        clip=tiny_clip(),
         loss=refatomnet_pp_loss(),
     )
 
 
 def _base() -> RefAtomNetPPConfig:
     return RefAtomNetPPConfig(
-        visual=VisualConfig(
-            kind="hf", hf_kind="blip2", hf_config=paper_blip2_config(), frozen=True
-        ),  # Blip2Config() defaults: EVA ViT-g + 12-layer Q-Former, 32 queries, random weights
+        visual=paper_visual(),
         text=TextConfig(kind="minilm", frozen=True),
         location=LocationConfig(),
         dim=768,
         heads=8,
         mamba=MambaSettings(d_state=16, d_conv=4, expand=2),
         visual_scan="flat",
-        clip=ClipConfig(num_frames=8, size=(224, 224), normalization="blip2"),
+        clip=paper_clip(),
         loss=refatomnet_pp_loss(),
     )
 

@@ -1,0 +1,29 @@
+"""The backbone and clip settings the named configs share: CPU-sized ("tiny") and the papers'
+("paper": frozen BLIP-2 visual tokens, 8 frames at 224)."""
+
+from __future__ import annotations
+
+from ravar.data.dataset import ClipConfig
+from ravar.models.backbones import VisualConfig, paper_blip2_config
+
+
+def tiny_visual(depth: int = 1) -> VisualConfig:
+    """Scratch video transformer, 8 frames of 64x64: 8x8 patches pooled to 4x4 tokens, width 128."""
+    return VisualConfig(kind="scratch", dim=128, patch=8, depth=depth, heads=4,
+                        tokens_per_frame=16, image_size=(64, 64), num_frames=8)  # fmt: skip
+
+
+def tiny_clip() -> ClipConfig:
+    """8 frames of 64x64 spread over +-1.5 s, ImageNet normalisation."""
+    return ClipConfig(num_frames=8, size=(64, 64), normalization="imagenet")
+
+
+def paper_visual() -> VisualConfig:
+    """Frozen BLIP-2 vision + Q-Former of `Blip2Config()` (EVA ViT-g, 32 queries per frame);
+    random weights unless `hf_name_or_path` is set to a local checkpoint."""
+    return VisualConfig(kind="hf", hf_kind="blip2", hf_config=paper_blip2_config(), frozen=True)
+
+
+def paper_clip() -> ClipConfig:
+    """8 frames at 224 with BLIP-2 normalisation, as in the papers."""
+    return ClipConfig(num_frames=8, size=(224, 224), normalization="blip2")
