@@ -30,6 +30,7 @@ from ravar.models.backbones import (
 from ravar.models.base import RAVARModel
 from ravar.models.heads import MLP, ActionHead, BoxHead
 from ravar.models.losses import LossConfig
+from ravar.models.pooling import masked_mean
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
 from ravar.models.registry import register_family, register_model
 
@@ -76,14 +77,6 @@ class RefAtomNetConfig:
                 raise ConfigError(f"RefAtomNetConfig.{key} must be >= 1, got {getattr(self, key)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"RefAtomNetConfig.dropout must be in [0, 1), got {self.dropout}")
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over the valid tokens: x [B, N, C], mask [B, N] -> [B, C] (zeros where none)."""
-    if mask is None:
-        return x.mean(1)
-    m = mask.to(x.dtype)[..., None]  # [B, N, 1]
-    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def resize_embedding(emb: torch.Tensor, n: int) -> torch.Tensor:

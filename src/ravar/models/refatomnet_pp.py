@@ -50,6 +50,7 @@ from ravar.models.base import RAVARModel
 from ravar.models.heads import ActionHead, BoxHead
 from ravar.models.losses import LossConfig, compute_losses
 from ravar.models.mamba import MambaLayer
+from ravar.models.pooling import masked_mean
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
 from ravar.models.registry import register_family, register_model
 from ravar.models.trajectory import (
@@ -152,12 +153,6 @@ class CrossAttentionBlock(nn.Module):
         attended, _ = self.attn(x, context, context, need_weights=False)  # [B, N, C]
         x = self.norm1(x + self.drop(attended))  # [B, N, C]
         return self.norm2(x + self.drop(self.ffn(x)))  # [B, N, C]
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid rows of x [B, N, C] (mask [B, N] bool) -> [B, C]; zeros when none."""
-    w = mask.to(x.dtype)[..., None]  # [B, N, 1]
-    return (x * w).sum(1) / w.sum(1).clamp(min=1.0)  # [B, C]
 
 
 @register_family

@@ -26,6 +26,7 @@ from torch import nn
 from ravar.config import ConfigError
 from ravar.models.backbones.frozen import FrozenPartMixin
 from ravar.models.backbones.keywords import keyword_positions, letter_words, split_words
+from ravar.models.pooling import masked_mean
 
 _PAD_ID, _CLS_ID, _FIRST_WORD_ID = 0, 1, 2  # scratch tokenizer
 
@@ -142,11 +143,6 @@ class TextEncoder(FrozenPartMixin):
             raise ValueError(f"{what} must be a list of strings, got {type(texts).__name__}")
         return list(texts)
 
-    @staticmethod
-    def _mean_pool(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = mask.unsqueeze(-1).to(tokens.dtype)  # [B, L, 1]
-        return (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)  # [B, C]
-
     def forward(self, texts: list[str]) -> TextFeatures:
         texts = self._check_texts(texts, "texts")
         if not texts:
@@ -154,7 +150,7 @@ class TextEncoder(FrozenPartMixin):
         with self._grad_context():
             tokens, mask, weights, strings = self._encode(texts)  # [B, L, C], [B, L], [B, K, L]
             tokens = tokens * mask.unsqueeze(-1).to(tokens.dtype)
-            sentence = self._mean_pool(tokens, mask)  # [B, C]
+            sentence = masked_mean(tokens, mask)  # [B, C]
             keywords = weights.to(tokens.dtype) @ tokens  # [B, K, C]
             kw_mask = weights.sum(-1) > 0  # [B, K]
             # a description without any content word keeps one slot: its sentence embedding
@@ -191,7 +187,7 @@ class TextEncoder(FrozenPartMixin):
     def _sentences(self, texts: list[str]) -> torch.Tensor:
         with self._grad_context():
             tokens, mask, _, _ = self._encode(texts)
-            return self._mean_pool(tokens, mask)  # [N, C]
+            return masked_mean(tokens, mask)  # [N, C]
 
 
 def _keyword_weights(
