@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 from ravar.data.format import META_FILE
+from ravar.errors import RavarError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,9 +37,7 @@ def ensure_synth(data_dir: Path, preset: str, seed: int) -> None:
         if extra.get("preset") == preset and extra.get("seed") == seed:
             print(f"using the cached dataset in {data_dir}")
             return
-        raise SystemExit(f"ravar: error: {data_dir} holds another dataset; choose another --out")
-    import os
-
+        raise RavarError(f"{data_dir} holds another dataset; choose another --out")
     summary = generate(data_dir, preset=preset, seed=seed, workers=os.cpu_count() or 1)
     for split, c in summary["counts"].items():
         print(f"  {split:>10}: {c['clips']:5d} clips {c['records']:6d} referred people")
@@ -45,8 +45,6 @@ def ensure_synth(data_dir: Path, preset: str, seed: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ravar.data.dataset import ClipConfig, RAVARDataset, collate
     from ravar.data.validate import validate_dataset
     from ravar.metrics import format_metrics_table
@@ -80,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
         f"(keyframe slot {int(batch['key_slot'][0])}); consecutive frames differ: {distinct}"
     )
     print(f'  sentence 0: "{batch["text"][0]}"')
-    del torch
 
     _step("4. the floor to beat on test: baselines that ignore the sentence")
     print(format_metrics_table(trivial_baselines(data_dir, "test")))
