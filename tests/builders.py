@@ -100,3 +100,25 @@ def random_batch(b: int = 2, t: int = 4, size: int = 32, d: int = 3, seed: int =
     from ravar.data.dummy import dummy_batch
 
     return dummy_batch(batch_size=b, num_frames=t, size=size, num_detections=d, seed=seed)
+
+
+def save_tiny_detr(folder: Path) -> dict[int, str]:
+    """A randomly initialised DETR with a tiny ResNet backbone, saved with its image processor."""
+    import torch
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
+
+    backbone = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+        out_features=["stage1", "stage2"],
+    )  # fmt: skip
+    labels = {0: "N/A", 1: "person", 2: "sports ball"}
+    config = DetrConfig(
+        use_timm_backbone=False, backbone_config=backbone, use_pretrained_backbone=False,
+        d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=10,
+        id2label=labels, label2id={v: k for k, v in labels.items()},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    DetrForObjectDetection(config).save_pretrained(folder)
+    DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 128}).save_pretrained(folder)
+    return labels

@@ -7,7 +7,7 @@ import torch
 
 from ravar.errors import RavarError
 from ravar.models import create_model
-from ravar.models.baselines import crop_boxes
+from ravar.models.roi import crop_boxes
 
 from builders import random_batch
 

@@ -109,9 +109,10 @@ def test_pscan_without_gate_and_in_float64() -> None:
     torch.testing.assert_close(50.0 * y, scan_as_matrix(**x), atol=1e-9, rtol=1e-9)
 
 
-def test_auto_backend_is_never_the_sequential_scan_on_cpu() -> None:
-    assert resolve_backend("auto", torch.device("cpu")) == "pscan"
+def test_auto_backend_is_the_chunked_scan_on_cpu() -> None:
+    assert resolve_backend("auto", torch.device("cpu")) == "chunked"
     assert resolve_backend("reference", torch.device("cpu")) == "reference"
+    assert resolve_backend("pscan", torch.device("cpu")) == "pscan"
 
 
 def test_bad_backend_and_shapes_raise() -> None:
@@ -123,6 +124,164 @@ def test_bad_backend_and_shapes_raise() -> None:
     x["B"] = x["B"][:, :, :3]  # N = 3 against A's N = 4
     with pytest.raises(ValueError, match=r"\bB must have shape \(2, 13, 4\)"):
         selective_scan(**x, backend="pscan")
+
+
+# --------------------------------------------------------------------------- chunked backend
+
+SCAN_ARGS = ("u", "delta", "A", "B", "C", "D", "z")
+
+
+def outputs_and_grads(
+    x: dict[str, torch.Tensor], backend: str, chunk_size: int | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """y and the gradients of sum(y * w) wrt every input that requires grad (w fixed random)."""
+    leaves = {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in x.items()}
+    y = selective_scan(**leaves, backend=backend, chunk_size=chunk_size)
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=y.dtype)
+    (y * w.to(y.device)).sum().backward()
+    return y.detach(), {k: v.grad for k, v in leaves.items() if v.requires_grad}
+
+
+def assert_matches_reference(
+    x: dict[str, torch.Tensor], chunk_size: int | None, tol: float
+) -> None:
+    """chunked == reference for y and every gradient, to tol times each tensor's scale (its
+    largest magnitude, or 1 when smaller)."""
+    y_ref, g_ref = outputs_and_grads(x, "reference")
+    y, g = outputs_and_grads(x, "chunked", chunk_size)
+    assert y.dtype == y_ref.dtype and y.shape == y_ref.shape
+    pairs = [("y", y, y_ref)] + [(k, g[k], g_ref[k]) for k in g_ref]
+    assert set(g) == set(g_ref)
+    for name, got, ref in pairs:
+        assert torch.isfinite(got).all(), name
+        scale = max(ref.abs().max().item(), 1.0)
+        err = (got.cpu() - ref.cpu()).abs().max().item()
+        assert err <= tol * scale, (name, err, scale)
+
+
+def requiring_grad(x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """x with every tensor requiring grad (in place)."""
+    return {k: v.requires_grad_(True) for k, v in x.items()}
+
+
+@pytest.mark.parametrize(
+    ("b", "length", "chunk_size"),
+    [
+        (2, 13, 4),  # L not divisible by K: padded last chunk
+        (2, 37, 8),
+        (3, 16, 16),  # one chunk exactly
+        (1, 1, 16),  # L = 1, B = 1
+        (1, 9, 16),  # L < K: one short chunk
+        (2, 20, 1),  # K = 1: every step is a chunk, all carry
+        (1, 50, 7),
+    ],
+)
+def test_chunked_matches_reference_float64(b: int, length: int, chunk_size: int) -> None:
+    x = requiring_grad(scan_inputs(b=b, length=length, dtype=torch.float64))
+    assert_matches_reference(x, chunk_size, tol=1e-10)
+
+
+@pytest.mark.parametrize(("length", "chunk_size"), [(1, 16), (13, 4), (37, 8), (64, 16)])
+def test_chunked_matches_reference_float32(length: int, chunk_size: int) -> None:
+    x = requiring_grad(scan_inputs(b=2, length=length))
+    assert_matches_reference(x, chunk_size, tol=1e-4)
+
+
+def test_chunked_matches_the_matrix_form_without_gate() -> None:
+    x = scan_inputs(length=21, dtype=torch.float64)
+    x.pop("z")
+    y = selective_scan(**x, backend="chunked", chunk_size=4)
+    x["z"] = torch.full_like(x["u"], 50.0)  # silu(50) = 50 (to double precision): gate is x50
+    torch.testing.assert_close(50.0 * y, scan_as_matrix(**x), atol=1e-9, rtol=1e-9)
+
+
+def test_chunked_at_the_refatomnet_pp_initialisation() -> None:
+    """A = -(1..16) and delta log-uniform in [1e-3, 1e-1], as MambaBlock initialises them."""
+    torch.manual_seed(0)
+    block = MambaBlock(32, d_state=16, expand=2)  # d_inner 64
+    b, length, d = 2, 96, block.d_inner
+    g = torch.Generator().manual_seed(3)
+    A = -torch.exp(block.A_log.detach())  # [D, N]
+    dt = torch.randn(b, length, d, generator=g) * 0.1  # dt_proj output around its bias
+    delta = F.softplus(block.dt_proj.bias.detach() + dt)  # [B, L, D]
+    assert delta.min() > 5e-4 and delta.max() < 0.2
+    x = scan_inputs(b=b, length=length, d=d, n=16)
+    x.update(A=A, delta=delta, D=block.D.detach().clone())
+    assert_matches_reference(requiring_grad(x), None, tol=1e-4)  # default chunk size
+
+
+def test_chunked_strong_decay_on_a_long_sequence_stays_finite() -> None:
+    """delta |A| up to 96 per step: exp(-A sum delta) of a closed form within one chunk would be
+    exp(>709), inf even in float64; every exponent of the chunked scan is <= 0."""
+    b, length, d, n, chunk = 1, 400, 4, 16, 16
+    x = scan_inputs(b=b, length=length, d=d, n=n)
+    g = torch.Generator().manual_seed(5)
+    x["delta"] = 2.0 + 4.0 * torch.rand(b, length, d, generator=g)  # [2, 6]
+    x["A"] = -torch.arange(1, n + 1, dtype=torch.float32).expand(d, n).clone()  # -(1..16)
+    in_chunk = x["delta"][:, :chunk].sum(1)[..., None] * x["A"]  # [B, D, N]  S at a chunk's end
+    assert torch.isinf(torch.exp(-in_chunk.double())).any()  # the naive form overflows here
+    assert_matches_reference(requiring_grad(x), chunk, tol=1e-4)
+
+
+def test_chunked_gradients_for_a_subset_of_inputs() -> None:
+    """Only some inputs require grad (a frozen A, a fixed gate...): those get the same gradients."""
+    for wanted in (("u",), ("C",), ("A", "B"), ("delta", "z")):
+        x = scan_inputs(length=19, dtype=torch.float64)
+        for k in wanted:
+            x[k].requires_grad_(True)
+        assert_matches_reference(x, 4, tol=1e-10)
+
+
+def test_chunked_without_grad_half_precision_and_auto() -> None:
+    x = scan_inputs(length=23)
+    with torch.no_grad():
+        y_ref = selective_scan_reference(**x)
+        torch.testing.assert_close(
+            selective_scan(**x, backend="auto", chunk_size=5), y_ref, atol=1e-5, rtol=1e-4
+        )
+        # bfloat16 in and out, float32 inside (like the other backends): only the rounding of
+        # the inputs and of the result differs from the float32 scan of the rounded inputs
+        xb = {k: v.bfloat16() for k, v in x.items()}
+        yb = selective_scan(**xb, backend="chunked")
+        assert yb.dtype == torch.bfloat16
+        y32 = selective_scan_reference(**{k: v.float() for k, v in xb.items()})
+        torch.testing.assert_close(yb.float(), y32, atol=2e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("chunk_size", [0, -3, 2.5, True])
+def test_chunked_bad_chunk_size_raises(chunk_size: object) -> None:
+    with pytest.raises(ConfigError, match=r"chunk_size: must be an integer >= 1"):
+        selective_scan(**scan_inputs(), backend="chunked", chunk_size=chunk_size)
+
+
+def test_chunked_layer_equals_reference_layer() -> None:
+    layers, outs, grads = {}, {}, {}
+    x = torch.randn(2, 21, 16, generator=torch.Generator().manual_seed(2))
+    for backend in ("reference", "chunked"):
+        torch.manual_seed(0)  # same initial weights
+        layers[backend] = MambaLayer(16, d_state=4, backend=backend, bidirectional=True)
+        y = layers[backend](x)
+        y.square().mean().backward()
+        outs[backend] = y.detach()
+        grads[backend] = {k: p.grad for k, p in layers[backend].named_parameters()}
+    assert layers["chunked"].mixer.backend == "chunked"
+    torch.testing.assert_close(outs["chunked"], outs["reference"], atol=1e-5, rtol=1e-4)
+    for name, g in grads["reference"].items():
+        assert g.abs().sum() > 0, name
+        torch.testing.assert_close(grads["chunked"][name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_chunked_on_cuda_matches_reference_on_cpu() -> None:
+    x = requiring_grad(scan_inputs(length=37))
+    y_ref, g_ref = outputs_and_grads(x, "reference")
+    y, g = outputs_and_grads(
+        {k: v.detach().cuda().requires_grad_() for k, v in x.items()}, "chunked"
+    )
+    assert y.is_cuda
+    torch.testing.assert_close(y.cpu(), y_ref, atol=1e-4, rtol=1e-4)
+    for k in SCAN_ARGS:
+        torch.testing.assert_close(g[k].cpu(), g_ref[k], atol=1e-4, rtol=1e-4, msg=k)
 
 
 # --------------------------------------------------------------------------- cuda backend
@@ -158,7 +317,7 @@ def test_cuda_backend_passes_the_kernel_its_layout(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(mamba, "_cuda_scan_fn", lambda: fake_kernel)
     assert resolve_backend("auto", torch.device("cuda")) == "cuda"
-    assert resolve_backend("auto", torch.device("cpu")) == "pscan"
+    assert resolve_backend("auto", torch.device("cpu")) == "chunked"
     x = scan_inputs(b=b, length=length, d=d, n=n)
     torch.testing.assert_close(mamba._scan_cuda(**x), selective_scan_reference(**x))
 

@@ -153,7 +153,7 @@ def test_trajectory_follows_a_moving_target_with_axes_straight() -> None:
 
 
 def test_straight_through_is_exactly_one_hot_and_soft_is_a_distribution() -> None:
-    sim = torch.randn(2, 3, 4, 5)
+    sim = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
     hard = selection_weights(sim, "straight_through", tau=0.5)
     assert torch.equal(hard, nn.functional.one_hot(sim.argmax(-1), 5).float())
     soft = selection_weights(sim, "soft", tau=0.5)
@@ -327,7 +327,15 @@ def test_named_configs_round_trip_and_follow_the_authors_losses() -> None:
         ({"dim": 60}, "dim"),
         ({"selection": "argmax"}, "selection"),
         ({"tau": 0.0}, "tau"),
-        ({"use_keywords": False, "use_objects": False, "use_sentence": False}, "use_keywords"),
+        (
+            {
+                "use_keywords": False,
+                "use_objects": False,
+                "use_sentence": False,
+                "referring": False,
+            },
+            "use_keywords",
+        ),
         ({"visual.image_size": [48, 48], "visual.tokens_per_frame": None}, "visual.image_size"),
         ({"visual_scan": "sideways"}, "visual_scan"),
     ],
@@ -344,7 +352,9 @@ def test_forward_backward_with_detections() -> None:
     out = model(batch)
     assert out["logits"].shape == (3, 80) and out["boxes"].shape == (3, 4)
     assert_valid_boxes(out["boxes"])
-    assert set(out["losses"]) == {"action_focal", "action_rank", "box_mse", "box_iou"}
+    # the tiny config picks the referred person among the detections: + the selection loss
+    expected = {"action_focal", "action_rank", "box_mse", "box_iou", "select"}
+    assert set(out["losses"]) == expected
     assert all(torch.isfinite(v) for v in out["losses"].values())
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
@@ -372,7 +382,7 @@ def test_forward_without_detections() -> None:
         assert torch.allclose(model.encode(batch)["summary_spatial"], before, atol=1e-6)
 
     # the level switched off: no detections needed at all
-    no_obj = build(use_objects=False)
+    no_obj = build(use_objects=False, referring=False)
     assert no_obj.needs_detections is False and model.needs_detections is True
     assert no_obj.location is None and no_obj.object_proj is None
     bare = make_batch(b=2, t=4, size=32, with_detections=False)

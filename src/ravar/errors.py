@@ -17,3 +17,11 @@ class FrameError(RavarError):
 
 class UnsafePickleError(RavarError):
     """A pickle tried to load something other than plain data."""
+
+
+class PredictError(RavarError):
+    """An input to video inference (time, sentence, detector, boxes file) cannot be used."""
+
+
+class ServeError(RavarError):
+    """`ravar serve` cannot start: the web extra is missing, the port is taken, no examples."""

@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ravar.cli import evaluate as eval_cmd
     from ravar.cli import labels as labels_cmd
     from ravar.cli import models as models_cmd
+    from ravar.cli import predict as predict_cmd
+    from ravar.cli import serve as serve_cmd
     from ravar.cli import synth as synth_cmd
     from ravar.cli import train as train_cmd
 
@@ -29,7 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ravar {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (demo_cmd, train_cmd, eval_cmd, data_cmd, labels_cmd, models_cmd, synth_cmd):
+    for module in (
+        demo_cmd,
+        train_cmd,
+        eval_cmd,
+        predict_cmd,
+        serve_cmd,
+        data_cmd,
+        labels_cmd,
+        models_cmd,
+        synth_cmd,
+    ):
         module.register(sub)
     return parser
 

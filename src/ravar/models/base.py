@@ -17,6 +17,16 @@ from torch import nn
 from ravar.models.losses import compute_losses
 
 
+def add_losses(losses: dict[str, torch.Tensor], aux: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Pop the total "loss" out of `losses`, merge the named `aux` losses into it, and return
+    the new total."""
+    total = losses.pop("loss")
+    for name, value in aux.items():
+        losses[name] = value
+        total = total + value
+    return total
+
+
 class RAVARModel(nn.Module):
     """Base class. Subclasses set `family` and `config_class` and implement `predict`.
 
@@ -39,14 +49,22 @@ class RAVARModel(nn.Module):
         """Action logits `[B, 80]` and boxes `[B, 4]` (valid normalised xyxy) for a batch."""
         raise NotImplementedError
 
+    def predict_with_aux(
+        self, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """`predict` plus the model's own named, weighted losses (such as picking the referred
+        person among the detections); those need the batch's targets and are empty without."""
+        logits, boxes = self.predict(batch)
+        return logits, boxes, {}
+
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         """{"logits": [B, 80], "boxes": [B, 4]} plus, when the batch has targets, "losses"
         (named, weighted) and "loss" (their sum)."""
-        logits, boxes = self.predict(batch)
+        logits, boxes, aux = self.predict_with_aux(batch)
         out: dict[str, Any] = {"logits": logits, "boxes": boxes}
         if "labels" in batch and "box" in batch:
             losses = compute_losses(logits, boxes, batch["labels"], batch["box"], self.config.loss)
-            out["loss"] = losses.pop("loss")
+            out["loss"] = add_losses(losses, aux)
             out["losses"] = losses
         return out
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ravar.data.dataset import ClipConfig
@@ -29,6 +28,7 @@ from ravar.models.heads import MLP, ActionHead, BoxHead
 from ravar.models.losses import LossConfig
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
 from ravar.models.registry import register_family, register_model
+from ravar.models.roi import crop_boxes
 
 
 def pool_video(tokens: torch.Tensor) -> torch.Tensor:
@@ -117,28 +117,6 @@ class OracleCropConfig:
     dropout: float = 0.1
     clip: ClipConfig = field(default_factory=tiny_clip)
     loss: LossConfig = field(default_factory=lambda: LossConfig(box_mse_weight=0.0))
-
-
-def crop_boxes(
-    frames: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], margin: float = 0.0
-) -> torch.Tensor:
-    """Crop normalised xyxy `boxes` [B, 4] out of every frame `[B, T, 3, H, W]` and resize them
-    to `size`: `[B, T, 3, h, w]` (bilinear, zeros outside the image)."""
-    b, t = frames.shape[:2]
-    x1, y1, x2, y2 = boxes.unbind(-1)  # [B] each
-    mw, mh = (x2 - x1) * margin, (y2 - y1) * margin
-    x1, x2, y1, y2 = x1 - mw, x2 + mw, y1 - mh, y2 + mh
-    # affine map from the output grid [-1, 1] to the box in input coordinates [-1, 1]
-    theta = torch.zeros(b, 2, 3, dtype=frames.dtype, device=frames.device)
-    theta[:, 0, 0] = x2 - x1
-    theta[:, 0, 2] = x1 + x2 - 1
-    theta[:, 1, 1] = y2 - y1
-    theta[:, 1, 2] = y1 + y2 - 1
-    theta = theta.repeat_interleave(t, dim=0)  # [B*T, 2, 3]
-    flat = frames.flatten(0, 1)  # [B*T, 3, H, W]
-    grid = F.affine_grid(theta, [b * t, 3, *size], align_corners=False)
-    crops = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return crops.view(b, t, 3, *size)
 
 
 @register_family

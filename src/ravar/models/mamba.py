@@ -11,8 +11,12 @@ The selective scan (Gu & Dao 2023, "Mamba", Algorithm 2) with per-channel state 
 Backends of `selective_scan`:
     "reference": the plain sequential loop above (slow; the ground truth in the tests);
     "pscan":     the parallel (Blelloch) scan of `mambapy.pscan`, O(log L) sequential steps;
+    "chunked":   chunks of K steps scanned all at once, then a short carry of the state across
+                 chunks, with a hand-written backward (`ravar.models.chunked_scan`); the fastest
+                 on a CPU (benchmarks/RESULTS.md);
     "cuda":      `mamba_ssm`'s fused kernel (optional; CUDA tensors only);
-    "auto":      "cuda" when `mamba_ssm` imports and the tensors are on a GPU, else "pscan".
+    "auto":      "cuda" when `mamba_ssm` imports and the tensors are on a GPU, "chunked" on a CPU,
+                 else "pscan".
 The sequential path is never chosen by "auto".
 """
 
@@ -28,9 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ravar.config import ConfigError
+from ravar.models.chunked_scan import CHUNK_SIZE, chunked_scan
 
-Backend = Literal["auto", "reference", "pscan", "cuda"]
-BACKENDS: tuple[str, ...] = ("auto", "reference", "pscan", "cuda")
+Backend = Literal["auto", "reference", "pscan", "chunked", "cuda"]
+BACKENDS: tuple[str, ...] = ("auto", "reference", "pscan", "chunked", "cuda")
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -129,6 +134,41 @@ def _scan_pscan(
     return y.to(out_dtype)
 
 
+def _check_chunk_size(chunk_size: int) -> None:
+    """ConfigError unless `chunk_size` is an integer >= 1."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError(f"chunk_size: must be an integer >= 1, got {chunk_size!r}")
+
+
+def _scan_chunked(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    z: torch.Tensor | None,
+    chunk_size: int = CHUNK_SIZE,
+) -> torch.Tensor:
+    """The selective scan by chunks of `chunk_size` steps: y [B, L, D].
+
+    Within a chunk starting at t0, h_t = hl_t + exp(A (delta_t0 + ... + delta_t)) h_t0-1, where hl
+    is the recurrence run inside the chunk from a zero state (K steps, every chunk at once) and
+    h_t0-1 is carried across chunks sequentially (L / K steps). Every exponent is <= 0, so it
+    stays finite for any step size; `ravar.models.chunked_scan` has the derivation, the backward
+    and why this beats a closed form inside the chunk.
+    """
+    _check_chunk_size(chunk_size)
+    out_dtype = u.dtype
+    dt = _compute_dtype(u.dtype)
+    u, delta, A, B, C, D = (t.to(dt) for t in (u, delta, A, B, C, D))
+    y = chunked_scan(u, delta, A, B, C, chunk_size)  # [B, L, D]  C_t . h_t
+    y = y + u * D  # [B, L, D]  + D u_t
+    if z is not None:
+        y = y * F.silu(z.to(dt))  # [B, L, D]  gate
+    return y.to(out_dtype)
+
+
 @functools.lru_cache(maxsize=1)
 def _cuda_scan_fn() -> Callable | None:
     """`mamba_ssm`'s `selective_scan_fn`, or None when `mamba_ssm` does not import."""
@@ -181,21 +221,26 @@ def check_backend(backend: str) -> None:
     if backend == "cuda" and not cuda_scan_available():
         raise ConfigError(
             "backend='cuda' needs the mamba_ssm package (CUDA only, not installed here); "
-            "use backend='pscan' (or 'auto') on a CPU"
+            "use backend='chunked' (or 'auto') on a CPU"
         )
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """The concrete backend ("reference" | "pscan" | "cuda") that `backend` means for tensors on
-    `device`; ConfigError for an unknown name or for "cuda" that cannot run."""
+    """The concrete backend ("reference" | "pscan" | "chunked" | "cuda") that `backend` means for
+    tensors on `device`; ConfigError for an unknown name or for "cuda" that cannot run."""
     check_backend(backend)
-    on_gpu = torch.device(device).type == "cuda"
+    kind = torch.device(device).type
+    on_gpu = kind == "cuda"
     if backend == "auto":
-        return "cuda" if on_gpu and cuda_scan_available() else "pscan"
+        if on_gpu and cuda_scan_available():
+            return "cuda"
+        # "chunked" is measured fastest on a CPU; elsewhere (a GPU without mamba_ssm) it has not
+        # been measured against pscan, which does O(log L) large steps instead of ~2 sqrt(L).
+        return "chunked" if kind == "cpu" else "pscan"
     if backend == "cuda" and not on_gpu:
         raise ConfigError(
             f"backend='cuda' needs CUDA tensors, got tensors on {torch.device(device).type}; "
-            "use backend='pscan' (or 'auto') on a CPU"
+            "use backend='chunked' (or 'auto') on a CPU"
         )
     return backend
 
@@ -203,6 +248,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 _SCANS: dict[str, Callable[..., torch.Tensor]] = {
     "reference": selective_scan_reference,
     "pscan": _scan_pscan,
+    "chunked": _scan_chunked,
     "cuda": _scan_cuda,
 }
 
@@ -216,13 +262,20 @@ def selective_scan(
     D: torch.Tensor,
     z: torch.Tensor | None = None,
     backend: str = "auto",
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     """The selective scan y [B, L, D] computed by `backend` (see the module docstring).
 
-    Shapes: u, delta, z [B, L, D]; A [D, N]; B, C [B, L, N]; D [D].
+    Shapes: u, delta, z [B, L, D]; A [D, N]; B, C [B, L, N]; D [D]. `chunk_size` (steps per
+    chunk, default CHUNK_SIZE) is used by the "chunked" backend, also when "auto" picks it.
     """
     _check_shapes(u, delta, A, B, C, D, z)
-    return _SCANS[resolve_backend(backend, u.device)](u, delta, A, B, C, D, z)
+    if chunk_size is not None:
+        _check_chunk_size(chunk_size)
+    name = resolve_backend(backend, u.device)
+    if name == "chunked" and chunk_size is not None:
+        return _scan_chunked(u, delta, A, B, C, D, z, chunk_size)
+    return _SCANS[name](u, delta, A, B, C, D, z)
 
 
 class MambaBlock(nn.Module):

@@ -32,6 +32,7 @@ from ravar.models.heads import MLP, ActionHead, BoxHead
 from ravar.models.losses import LossConfig
 from ravar.models.pooling import masked_mean
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
+from ravar.models.referring import ReferringHead
 from ravar.models.registry import register_family, register_model
 
 Fusion = Literal["agent", "add", "concat", "bottleneck"]
@@ -62,6 +63,8 @@ class RefAtomNetConfig:
     cross_attention_fusion: bool = True  # False: w/o CAAF
     cross_token_fusion: bool = True  # False: w/o CATF
     num_bottlenecks: int = 4  # fusion="bottleneck" only
+    referring: bool = False  # pick the referred person among the detections (needs use_location)
+    select_weight: float = 1.0  # weight of the person-selection loss (referring only)
     dropout: float = 0.1
     clip: ClipConfig = field(default_factory=ClipConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -77,6 +80,11 @@ class RefAtomNetConfig:
                 raise ConfigError(f"RefAtomNetConfig.{key} must be >= 1, got {getattr(self, key)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"RefAtomNetConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.referring and not self.use_location:
+            raise ConfigError(
+                "RefAtomNetConfig.referring picks a person among the detections: it needs "
+                "use_location=true"
+            )
 
 
 def resize_embedding(emb: torch.Tensor, n: int) -> torch.Tensor:
@@ -240,7 +248,11 @@ class RefAtomNet(RAVARModel):
             )
         self.concat_proj = nn.Linear(num_streams * dim, dim) if cfg.fusion == "concat" else None
         self.norm = nn.LayerNorm(dim)
-        self.action_head = ActionHead(dim, dropout=cfg.dropout)
+        self.referring = (
+            ReferringHead(dim, cfg.select_weight, dropout=cfg.dropout) if cfg.referring else None
+        )
+        # with the referring head, actions read [t_agg, picked person]
+        self.action_head = ActionHead(2 * dim if cfg.referring else dim, dropout=cfg.dropout)
         self.box_head = BoxHead(dim, dropout=cfg.dropout)
 
     def _require(self, batch: dict[str, Any], keys: tuple[str, ...]) -> None:
@@ -284,13 +296,14 @@ class RefAtomNet(RAVARModel):
         if self.location is not None:
             det_mask, categories = batch["det_mask"].bool(), batch["det_categories"]  # [B, D]
             loc = self.location(
-                batch["det_boxes"], batch["det_scores"], det_mask, categories, self.text
+                batch["det_boxes"], batch["det_scores"], det_mask, categories, self.text, frames
             )  # [B, D, dim]
             out.append((loc, self.location.keep_mask(det_mask, categories)))
         return out
 
-    def fuse(self, streams: list[Stream]) -> torch.Tensor:
-        """Streams -> the aggregated vector t_agg [B, dim] (before the final LayerNorm)."""
+    def fuse(self, streams: list[Stream]) -> tuple[torch.Tensor, list[Stream]]:
+        """Streams -> the aggregated vector t_agg [B, dim] (before the final LayerNorm) and the
+        streams after the fusion blocks."""
         if self.config.fusion == "bottleneck":
             b = streams[0][0].shape[0]
             bottleneck = self.bottleneck[None].expand(b, -1, -1)  # [B, n_b, dim]
@@ -301,25 +314,46 @@ class RefAtomNet(RAVARModel):
                 streams = block(streams)
         pooled = [masked_mean(x, mask) for x, mask in streams]  # N_s x [B, dim]
         if self.config.fusion == "concat":
-            return self.concat_proj(torch.cat(pooled, dim=-1))
+            return self.concat_proj(torch.cat(pooled, dim=-1)), streams
         if self.config.fusion == "add":
-            return torch.stack(pooled).sum(0)
-        return torch.stack(pooled).mean(0)  # t_agg = sum_phi t_phi / N_s
+            return torch.stack(pooled).sum(0), streams
+        return torch.stack(pooled).mean(0), streams  # t_agg = sum_phi t_phi / N_s
+
+    def predict_with_aux(
+        self, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        t_agg, fused = self.fuse(self.streams(batch))
+        t_agg = self.norm(t_agg)  # [B, dim]
+        if self.referring is None or self.location is None:
+            return self.action_head(t_agg), self.box_head(t_agg), {}  # [B, 80], [B, 4]
+        text_tokens, text_mask = fused[1]  # [B, L, dim], [B, L]
+        people = fused[2][0]  # location-semantic tokens after fusion [B, D, dim]
+        person = self.location.person_mask(batch["det_mask"], batch["det_categories"])  # [B, D]
+        ref = self.referring(
+            people, person, batch["det_boxes"], masked_mean(text_tokens, text_mask),
+            batch.get("box"),
+        )  # fmt: skip
+        logits = self.action_head(torch.cat([t_agg, ref.selected], dim=-1))  # [B, 80]
+        boxes = torch.where(ref.has_person[:, None], ref.boxes, self.box_head(t_agg))  # [B, 4]
+        return logits, boxes, {} if ref.loss is None else {"select": ref.loss}
 
     def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        t_agg = self.norm(self.fuse(self.streams(batch)))  # [B, dim]
-        return self.action_head(t_agg), self.box_head(t_agg)  # [B, 80], [B, 4]
+        logits, boxes, _ = self.predict_with_aux(batch)
+        return logits, boxes
 
 
 # --------------------------------------------------------------------------- named configs
 
 
 def _tiny(**changes: Any) -> RefAtomNetConfig:
-    """The CPU-sized RefAtomNet: scratch video transformer on 8 frames of 64x64, frozen MiniLM."""
+    """The CPU-sized RefAtomNet: scratch video transformer on 8 frames of 64x64, frozen MiniLM,
+    person-centric detection tokens (crop features) and the referring head, without which a
+    from-scratch encoder does not learn the task in a CPU budget."""
     cfg = RefAtomNetConfig(
         visual=tiny_visual(depth=1),
         text=TextConfig(kind="minilm", frozen=True, max_length=32),
-        location=LocationConfig(hidden=128),
+        location=LocationConfig(hidden=128, appearance=True),
+        referring=True,
         dim=128,
         heads=4,
         depth=1,
@@ -350,7 +384,11 @@ for _name, _changes, _doc in (
     ("fusion_add", {"fusion": "add"}, "fusion by addition of the pooled streams"),
     ("fusion_concat", {"fusion": "concat"}, "fusion by concatenation of the pooled streams"),
     ("fusion_bottleneck", {"fusion": "bottleneck"}, "attention-bottleneck fusion"),
-    ("no_location", {"use_location": False}, "without the location-semantic stream"),
+    (
+        "no_location",
+        {"use_location": False, "referring": False},
+        "without the location-semantic stream (and so without the referring head)",
+    ),
     ("no_caaf", {"cross_attention_fusion": False}, "without cross-stream attention fusion"),
     ("no_catf", {"cross_token_fusion": False}, "without cross-stream agent-token fusion"),
 ):

@@ -46,12 +46,13 @@ from ravar.models.backbones import (
     build_text,
     build_visual,
 )
-from ravar.models.base import RAVARModel
+from ravar.models.base import RAVARModel, add_losses
 from ravar.models.heads import ActionHead, BoxHead
 from ravar.models.losses import LossConfig, compute_losses
 from ravar.models.mamba import MambaLayer
 from ravar.models.pooling import masked_mean
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
+from ravar.models.referring import ReferringHead
 from ravar.models.registry import register_family, register_model
 from ravar.models.trajectory import (
     SELECTION_MODES,
@@ -101,6 +102,8 @@ class RefAtomNetPPConfig:
     use_objects: bool = True  # scene-attribute level (needs detections)
     use_sentence: bool = True  # holistic-sentence level
     loss_per_head: bool = True  # losses of each head set, averaged (else: of the mean output)
+    referring: bool = False  # pick the referred person among the detections (needs use_objects)
+    select_weight: float = 1.0  # weight of the person-selection loss (referring only)
     clip: ClipConfig = field(default_factory=ClipConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -121,6 +124,8 @@ class RefAtomNetPPConfig:
             raise ValueError("use_keywords, use_objects and use_sentence cannot all be false")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.referring and not self.use_objects:
+            raise ValueError("referring picks a person among the detections: it needs use_objects")
         v = self.visual
         if v.kind == "scratch" and v.tokens_per_frame is None and v.image_size != self.clip.size:
             # the number of tokens per frame (and the token position embeddings) follow the size
@@ -214,8 +219,14 @@ class RefAtomNetPP(RAVARModel):
             }
         )
         self.summary_norm = nn.ModuleDict({view: nn.LayerNorm(c) for view in VIEWS})
+        # referring: the sentence picks a person; the action heads read [summary, picked person]
+        self.referring = (
+            ReferringHead(c, cfg.select_weight, dropout=cfg.dropout) if cfg.referring else None
+        )
+        self.query_proj = nn.Linear(self.text.dim, c) if cfg.referring else None
+        head_in = 2 * c if cfg.referring else c
         self.action_heads = nn.ModuleDict(
-            {view: ActionHead(c, dropout=cfg.dropout) for view in VIEWS}
+            {view: ActionHead(head_in, dropout=cfg.dropout) for view in VIEWS}
         )
         self.box_heads = nn.ModuleDict({view: BoxHead(c) for view in VIEWS})
 
@@ -270,6 +281,7 @@ class RefAtomNetPP(RAVARModel):
         if len(texts) != b:
             raise RavarError(f"batch['text'] has {len(texts)} strings for {b} clips")
         text = self.text(texts)
+        out["sentence"] = text.sentence  # [B, C_text]
 
         if self.keyword_proj is not None and self.keyword_scan is not None:
             keywords = self.keyword_proj(text.keywords)  # [B, K, C]
@@ -293,11 +305,17 @@ class RefAtomNetPP(RAVARModel):
                     )
             categories = batch["det_categories"]
             objects = self.location(
-                batch["det_boxes"], batch["det_scores"], batch["det_mask"], categories, self.text
+                batch["det_boxes"],
+                batch["det_scores"],
+                batch["det_mask"],
+                categories,
+                self.text,
+                batch["frames"],
             )  # [B, D, C]
             det_mask = self.location.keep_mask(batch["det_mask"], categories)  # [B, D]
             sel = self._trajectories(self.object_proj(objects), tokens)  # tokens [B, D, T, C]
             scanned = scan_trajectories(sel.tokens, det_mask, self.object_scan)
+            out["people"] = objects + scanned.mean(dim=2)  # [B, D, C] per detection
             out["object_selection"] = sel
             out["object_tokens"], out["object_mask"] = flatten_trajectories(scanned, det_mask)
 
@@ -332,14 +350,34 @@ class RefAtomNetPP(RAVARModel):
     # ------------------------------------------------------------------ outputs
     def head_outputs(self, batch: dict[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per view: (action logits [B, 80], boxes [B, 4]) of its head set."""
+        return self.heads_and_aux(batch)[0]
+
+    def heads_and_aux(
+        self, batch: dict[str, Any]
+    ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]:
+        """`head_outputs` plus the named auxiliary losses (person selection, with targets)."""
         feats = self.encode(batch)
-        return {
-            view: (
-                self.action_heads[view](feats[f"summary_{view}"]),
-                self.box_heads[view](feats[f"summary_{view}"]),
-            )
-            for view in VIEWS
-        }
+        if self.referring is None or self.query_proj is None or self.location is None:
+            heads = {
+                view: (
+                    self.action_heads[view](feats[f"summary_{view}"]),
+                    self.box_heads[view](feats[f"summary_{view}"]),
+                )
+                for view in VIEWS
+            }
+            return heads, {}
+        person = self.location.person_mask(batch["det_mask"], batch["det_categories"])  # [B, D]
+        ref = self.referring(
+            feats["people"], person, batch["det_boxes"], self.query_proj(feats["sentence"]),
+            batch.get("box"),
+        )  # fmt: skip
+        heads = {}
+        for view in VIEWS:
+            summary = feats[f"summary_{view}"]  # [B, C]
+            logits = self.action_heads[view](torch.cat([summary, ref.selected], dim=-1))
+            boxes = torch.where(ref.has_person[:, None], ref.boxes, self.box_heads[view](summary))
+            heads[view] = (logits, boxes)  # [B, 80], [B, 4]
+        return heads, {} if ref.loss is None else {"select": ref.loss}
 
     @staticmethod
     def _average(
@@ -348,6 +386,12 @@ class RefAtomNetPP(RAVARModel):
         logits = torch.stack([h[0] for h in heads.values()]).mean(0)  # [B, 80]
         boxes = torch.stack([h[1] for h in heads.values()]).mean(0)  # [B, 4] still valid
         return logits, boxes
+
+    def predict_with_aux(
+        self, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        heads, aux = self.heads_and_aux(batch)
+        return *self._average(heads), aux
 
     def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Action logits [B, 80] and boxes [B, 4]: the mean of the two head sets."""
@@ -358,7 +402,7 @@ class RefAtomNetPP(RAVARModel):
         averaged (each head set is trained on its own, as the authors did)."""
         if not self.config.loss_per_head:
             return super().forward(batch)
-        heads = self.head_outputs(batch)
+        heads, aux = self.heads_and_aux(batch)
         logits, boxes = self._average(heads)
         out: dict[str, Any] = {"logits": logits, "boxes": boxes}
         if "labels" in batch and "box" in batch:
@@ -367,7 +411,7 @@ class RefAtomNetPP(RAVARModel):
                 for lg, bx in heads.values()
             ]
             losses = {k: torch.stack([p[k] for p in per_head]).mean() for k in per_head[0]}
-            out["loss"] = losses.pop("loss")
+            out["loss"] = add_losses(losses, aux)
             out["losses"] = losses
         return out
 
@@ -390,10 +434,13 @@ def refatomnet_pp_loss() -> LossConfig:
 
 
 def _tiny() -> RefAtomNetPPConfig:
+    """CPU size, with person-centric detection tokens and the referring head (see
+    `ravar.models.refatomnet._tiny`)."""
     return RefAtomNetPPConfig(
         visual=tiny_visual(depth=2),
         text=TextConfig(kind="minilm", frozen=True),
-        location=LocationConfig(),
+        location=LocationConfig(appearance=True),
+        referring=True,
         dim=128,
         heads=8,
         mamba=MambaSettings(d_state=8, d_conv=4, expand=2),

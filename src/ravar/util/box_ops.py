@@ -69,6 +69,21 @@ def generalized_box_iou_paired(boxes1: torch.Tensor, boxes2: torch.Tensor) -> to
     return iou - (hull - union) / hull.clamp(min=1e-12)
 
 
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy non-maximum suppression: indices `[K]` of the kept boxes `[N, 4]`, highest score
+    first; a box is dropped when its IoU with a kept, higher-scoring box exceeds `iou_threshold`."""
+    order = torch.argsort(scores, descending=True, stable=True)  # [N]
+    iou = box_iou(boxes, boxes)  # [N, N]
+    suppressed = torch.zeros(len(boxes), dtype=torch.bool)
+    keep: list[int] = []
+    for i in order.tolist():
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] > iou_threshold
+    return torch.tensor(keep, dtype=torch.long)
+
+
 def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
     """Mirror normalised xyxy boxes left-right: x -> 1 - x (keeps x1 < x2)."""
     x1, y1, x2, y2 = boxes.unbind(-1)

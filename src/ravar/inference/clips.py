@@ -1,0 +1,73 @@
+"""Model inputs for video inference, built exactly as `RAVARDataset` builds evaluation samples:
+the same frame offsets, clamping at the video's ends, pixel transform and detection padding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ravar.data.dataset import ClipConfig
+from ravar.data.format import Detection
+from ravar.data.sampling import clamp_indices, clip_offsets
+from ravar.data.transforms import frames_to_tensor
+
+
+def clip_plan(config: ClipConfig, fps: float, key: int, num_frames: int) -> np.ndarray:
+    """Frame numbers `[T]` of the clip around keyframe `key` (the evaluation clip of the
+    dataset: offsets over `window_seconds * fps`, clamped to the video's frames)."""
+    offsets = clip_offsets(config.num_frames, config.window_seconds * fps, config.stride)  # [T]
+    return clamp_indices(key + offsets, 0, num_frames)  # [T]
+
+
+def pad_detections(
+    detections: Sequence[Detection], max_detections: int
+) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
+    """Detections padded to D = `max_detections`, highest scores first: boxes [D, 4],
+    scores [D], categories (D strings, "" for padding), mask [D]."""
+    d = max_detections
+    kept = sorted(detections, key=lambda det: -det.score)[:d]
+    boxes = torch.zeros(d, 4)
+    scores = torch.zeros(d)
+    mask = torch.zeros(d, dtype=torch.bool)
+    categories = [""] * d
+    for i, det in enumerate(kept):
+        boxes[i] = torch.tensor(det.box)
+        scores[i] = det.score
+        mask[i] = True
+        categories[i] = det.category
+    return boxes, scores, categories, mask
+
+
+def keyframe_inputs(
+    raw: np.ndarray,
+    rows: dict[int, int],
+    clip: np.ndarray,
+    key: int,
+    detections: Sequence[Detection],
+    config: ClipConfig,
+) -> dict[str, Any]:
+    """The text-independent part of one sample: clip, keyframe and detections of keyframe `key`.
+
+    `raw` [F, H, W, 3] holds decoded frames; `rows` maps a frame number to its row in `raw`.
+    """
+    pixels = frames_to_tensor(raw[[rows[int(f)] for f in clip]], config.size, config.normalization)
+    keyframe = frames_to_tensor(raw[[rows[key]]], config.size, config.normalization)[0]
+    det_boxes, det_scores, det_categories, det_mask = pad_detections(
+        detections, config.max_detections
+    )
+    slots = np.flatnonzero(clip == key)
+    height, width = raw.shape[1:3]
+    return {
+        "frames": pixels,  # [T, 3, h, w]
+        "keyframe": keyframe,  # [3, h, w]
+        "key_slot": int(slots[0]) if len(slots) else -1,
+        "frame_indices": torch.from_numpy(clip.copy()),  # [T]
+        "det_boxes": det_boxes,  # [D, 4]
+        "det_scores": det_scores,  # [D]
+        "det_categories": det_categories,  # D strings
+        "det_mask": det_mask,  # [D]
+        "image_size": (int(width), int(height)),
+    }

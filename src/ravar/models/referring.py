@@ -1,0 +1,112 @@
+"""Referring head: the sentence picks one of the detected people, whose features the action head
+reads and whose box (refined) is the answer.
+
+    s_d  = MLP([p_d, q * p_d])                   score of person d for the query q   [B, D]
+    w    = softmax_d(s_d) over the people        (-inf where there is no person)    [B, D]
+    d*   = argmax_d IoU(box_d, true box)         the person to pick, when IoU >= min_iou
+    loss = select_weight * CrossEntropy(s, d*)   over the samples that have a d*
+    selected = p_{d*} when training with targets (teacher forcing), else sum_d w_d p_d
+    box  = refine(box_{argmax s}, MLP(selected)) (in training: refine(box_{d*}, ...))
+
+A clip without any person detection falls back to `fallback_box`, the family's regression head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ravar.models.heads import MLP
+from ravar.util.box_ops import box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh
+
+
+@dataclass
+class ReferringOutput:
+    """What the referring head gives for a batch."""
+
+    selected: torch.Tensor  # [B, C] features of the picked person (zeros without people)
+    boxes: torch.Tensor  # [B, 4] refined box of the picked person, valid normalised xyxy
+    has_person: torch.Tensor  # [B] bool: at least one person detection
+    scores: torch.Tensor  # [B, D] selection logits (very negative where there is no person)
+    loss: torch.Tensor | None  # weighted selection loss, when the true box was given
+
+
+def refine_boxes(boxes: torch.Tensor, delta: torch.Tensor, max_shift: float = 0.25) -> torch.Tensor:
+    """Move and rescale xyxy `boxes` [B, 4] by `delta` [B, 4] (unbounded): centre shifts of at most
+    `max_shift` box sizes, sizes scaled by exp(+-max_shift); clipped to the image, always valid."""
+    cx, cy, w, h = box_xyxy_to_cxcywh(boxes).unbind(-1)  # [B] each
+    d = max_shift * torch.tanh(delta)  # [B, 4]
+    cx, cy = cx + d[:, 0] * w, cy + d[:, 1] * h
+    w, h = w * torch.exp(d[:, 2]), h * torch.exp(d[:, 3])
+    out = box_cxcywh_to_xyxy(torch.stack([cx, cy, w, h], dim=-1)).clamp(0.0, 1.0)  # [B, 4]
+    x1, y1, x2, y2 = out.unbind(-1)
+    eps = 1e-3
+    x1, y1 = x1.clamp(max=1 - eps), y1.clamp(max=1 - eps)
+    return torch.stack([x1, y1, torch.maximum(x2, x1 + eps), torch.maximum(y2, y1 + eps)], -1)
+
+
+def target_person(
+    det_boxes: torch.Tensor, person: torch.Tensor, true_box: torch.Tensor, min_iou: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index [B] of the person detection that overlaps `true_box` [B, 4] most, and [B] bool
+    whether that overlap reaches `min_iou` (else the sample has no target)."""
+    ious = torch.stack(
+        [box_iou(det_boxes[i], true_box[i : i + 1])[:, 0] for i in range(det_boxes.shape[0])]
+    )  # [B, D]
+    ious = ious.masked_fill(~person, -1.0)
+    best, index = ious.max(dim=1)  # [B], [B]
+    return index, best >= min_iou
+
+
+class ReferringHead(nn.Module):
+    """Scores people against a query, picks one, and refines its box (see the module docstring)."""
+
+    def __init__(
+        self, dim: int, select_weight: float = 1.0, min_iou: float = 0.5, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.norm_people = nn.LayerNorm(dim)
+        self.norm_query = nn.LayerNorm(dim)
+        self.score = MLP(2 * dim, dim, 1, layers=2, dropout=dropout)
+        self.delta = MLP(dim, dim, 4, layers=2, dropout=dropout)
+        nn.init.zeros_(self.delta.net[-1].weight)  # start from the detection's own box
+        nn.init.zeros_(self.delta.net[-1].bias)
+        self.select_weight = select_weight
+        self.min_iou = min_iou
+
+    def forward(
+        self,
+        people: torch.Tensor,
+        person: torch.Tensor,
+        det_boxes: torch.Tensor,
+        query: torch.Tensor,
+        true_box: torch.Tensor | None = None,
+    ) -> ReferringOutput:
+        """people [B, D, C] tokens, person [B, D] bool (which tokens are people), det_boxes
+        [B, D, 4], query [B, C], true_box [B, 4] or None."""
+        b, d, _ = people.shape
+        people, query = self.norm_people(people), self.norm_query(query)
+        scores = self.score(torch.cat([people, query[:, None, :] * people], dim=-1))[..., 0]
+        scores = scores.masked_fill(~person, -1e4)  # [B, D]
+        has_person = person.any(dim=1)  # [B]
+        weights = scores.softmax(dim=1) * has_person[:, None].to(people.dtype)  # [B, D]
+        pick = scores.argmax(dim=1)  # [B]
+
+        loss = None
+        if true_box is not None and d > 0:
+            target, valid = target_person(det_boxes, person, true_box, self.min_iou)
+            ce = F.cross_entropy(scores, target, reduction="none")  # [B]
+            loss = self.select_weight * (ce * valid).sum() / valid.sum().clamp(min=1)
+            if self.training:  # teacher forcing: read the right person while learning to pick
+                weights = F.one_hot(target, d).to(people.dtype) * valid[:, None]
+                weights = torch.where(valid[:, None], weights, scores.softmax(dim=1))
+                weights = weights * has_person[:, None].to(people.dtype)
+                pick = torch.where(valid, target, pick)
+        selected = (weights[..., None] * people).sum(dim=1)  # [B, C]
+        rows = torch.arange(b, device=people.device)
+        base = det_boxes[rows, pick] if d > 0 else det_boxes.new_zeros(b, 4)  # [B, 4]
+        boxes = refine_boxes(base.to(selected.dtype), self.delta(selected))  # [B, 4]
+        return ReferringOutput(selected, boxes, has_person, scores, loss)

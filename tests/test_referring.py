@@ -1,0 +1,142 @@
+"""The referring head (pick the referred person among the detections) and the person-centric
+appearance features of the location-semantic stream."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ravar.data.dummy import dummy_batch
+from ravar.models import create_model
+from ravar.models.referring import ReferringHead, refine_boxes, target_person
+from ravar.models.roi import DetectionAppearance
+from ravar.util.box_ops import box_iou
+
+
+def _boxes() -> torch.Tensor:
+    return torch.tensor(
+        [[[0.1, 0.2, 0.3, 0.8], [0.5, 0.2, 0.7, 0.8], [0.0, 0.0, 1.0, 1.0]]]
+    )  # [1, 3, 4]
+
+
+def test_refine_boxes_zero_delta_is_identity_and_extremes_stay_valid() -> None:
+    boxes = torch.tensor([[0.1, 0.2, 0.3, 0.8], [0.9, 0.9, 1.0, 1.0]])
+    assert torch.allclose(refine_boxes(boxes, torch.zeros(2, 4)), boxes, atol=1e-6)
+    out = refine_boxes(boxes, torch.tensor([[1e4, -1e4, 1e4, 1e4], [1e4, 1e4, -1e4, -1e4]]))
+    assert (out >= 0).all() and (out <= 1).all()
+    assert (out[:, 2] > out[:, 0]).all() and (out[:, 3] > out[:, 1]).all()
+    # a shift of +1 (tanh -> ~1) moves the centre by max_shift box widths
+    moved = refine_boxes(boxes[:1], torch.tensor([[20.0, 0.0, 0.0, 0.0]]), max_shift=0.25)
+    assert torch.allclose(moved[0, 0], boxes[0, 0] + 0.25 * 0.2, atol=1e-5)
+
+
+def test_target_person_is_the_best_overlapping_person_only() -> None:
+    boxes = _boxes()
+    true = torch.tensor([[0.5, 0.2, 0.7, 0.8]])
+    person = torch.tensor([[True, True, False]])
+    index, valid = target_person(boxes, person, true, min_iou=0.5)
+    assert index.tolist() == [1] and valid.tolist() == [True]
+    # the same person not flagged as a person: the full-image box is not a person either
+    index, valid = target_person(boxes, torch.tensor([[True, False, False]]), true, 0.5)
+    assert index.tolist() == [0] and valid.tolist() == [False]  # IoU 0 < 0.5: no target
+    expected = box_iou(boxes[0], true)[:, 0].masked_fill(~person[0], -1).argmax()
+    assert int(expected) == 1
+
+
+def test_head_teacher_forcing_loss_and_initial_box() -> None:
+    torch.manual_seed(0)
+    head = ReferringHead(dim=8)
+    people = torch.randn(1, 3, 8)
+    person = torch.tensor([[True, True, False]])
+    query = torch.randn(1, 8)
+    true = torch.tensor([[0.5, 0.2, 0.7, 0.8]])
+    head.train()
+    out = head(people, person, _boxes(), query, true)
+    normed = head.norm_people(people)
+    assert torch.allclose(out.selected, normed[:, 1], atol=1e-6)  # the true person's token
+    assert torch.allclose(out.boxes, _boxes()[:, 1], atol=1e-6)  # delta starts at zero
+    expected = F.cross_entropy(out.scores, torch.tensor([1]))
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+    assert out.scores[0, 2] < -1e3  # not a person: never picked
+    head.eval()
+    out = head(people, person, _boxes(), query)
+    assert out.loss is None
+    pick = int(out.scores[0, :2].argmax())
+    assert torch.allclose(out.boxes, _boxes()[:, pick], atol=1e-6)
+    weights = out.scores.softmax(-1)
+    assert torch.allclose(out.selected, (weights[..., None] * normed).sum(1), atol=1e-5)
+
+
+def test_head_learns_to_pick_the_person_that_matches_the_query() -> None:
+    torch.manual_seed(0)
+    head = ReferringHead(dim=16)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    boxes = torch.tensor([[[0.0, 0.0, 0.2, 0.5], [0.3, 0.0, 0.5, 0.5], [0.6, 0.0, 0.8, 0.5]]])
+
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        people = torch.randn(n, 3, 16)
+        target = torch.randint(0, 3, (n,))
+        query = people[torch.arange(n), target] + 0.1 * torch.randn(n, 16)
+        return people, query, target
+
+    person = torch.ones(64, 3, dtype=torch.bool)
+    for _ in range(150):
+        people, query, target = sample(64)
+        out = head(people, person, boxes.expand(64, -1, -1), query, boxes[0, target])
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    head.eval()
+    people, query, target = sample(256)
+    with torch.no_grad():
+        out = head(people, torch.ones(256, 3, dtype=torch.bool), boxes.expand(256, -1, -1), query)
+    accuracy = (out.scores.argmax(1) == target).float().mean().item()
+    assert accuracy > 0.8  # chance is 1/3
+
+
+def test_detection_appearance_only_for_kept_detections_and_sees_the_crop() -> None:
+    torch.manual_seed(0)
+    enc = DetectionAppearance((8, 4), margin=0.0, width=8, out_dim=6)
+    frames = torch.zeros(1, 2, 3, 16, 16)
+    frames[:, :, :, :, :8] = 1.0  # left half white
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 1.0], [0.5, 0.0, 1.0, 1.0], [0.0, 0.0, 0.5, 1.0]]])
+    keep = torch.tensor([[True, True, False]])
+    out = enc(frames, boxes, keep)
+    assert out.shape == (1, 3, 6)
+    assert torch.equal(out[0, 2], torch.zeros(6))
+    assert not torch.allclose(out[0, 0], out[0, 1])  # white crop vs black crop
+    # same crop content -> same features, wherever the box is
+    frames2 = torch.zeros(1, 2, 3, 16, 16)
+    frames2[:, :, :, :, 8:] = 1.0
+    out2 = enc(frames2, boxes[:, 1:2], torch.tensor([[True]]))
+    assert torch.allclose(out2[0, 0], out[0, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["refatomnet_tiny", "refatomnet_pp_tiny"])
+def test_models_with_referring_add_the_selection_loss_and_pick_a_detection(name: str) -> None:
+    batch = dummy_batch(batch_size=2, num_frames=8, size=64, num_detections=3, seed=1)
+    batch["det_categories"] = [["person", "person", ""], ["cup", "chair", ""]]
+    batch["box"] = batch["det_boxes"][:, 1].clone()  # sample 0: the truth is person 1
+    model = create_model(name, **{"referring": True, "location.appearance": True})
+    model.train()
+    out = model(batch)
+    assert "select" in out["losses"] and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    crop_grad = model.location.appearance.encoder.out.weight.grad
+    assert crop_grad is not None and crop_grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        boxes = model({k: v for k, v in batch.items() if k not in ("box", "labels")})["boxes"]
+    # sample 0 has people: its box is one of them (the refinement starts at zero);
+    # sample 1 has none: the regression head answers
+    dists = (boxes[0][None] - batch["det_boxes"][0, :2]).abs().amax(-1)
+    assert dists.min() < 1e-5
+    assert (boxes[1] >= 0).all() and (boxes[1] <= 1).all()
+
+
+def test_referring_needs_the_detections_stream() -> None:
+    from ravar.config import ConfigError
+
+    with pytest.raises(ConfigError, match="use_location"):
+        create_model("refatomnet_tiny", referring=True, use_location=False)
