@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--results", default="benchmarks/RESULTS.md")
+    p.add_argument("--table-only", action="store_true", help="rebuild the table, train nothing")
     args = p.parse_args(argv)
 
     data = Path(args.data)
@@ -164,6 +165,9 @@ def main(argv: list[str] | None = None) -> None:
         generate(data, preset=args.preset, seed=0, workers=os.cpu_count() or 1)
     models = args.models or default_models()
     root = Path(args.runs)
+    if args.table_only:
+        write_results(args, data, root, models)
+        return
     summaries = []
     for seed in args.seeds:  # seed-major: a partial table has every model at least once
         for name in models:

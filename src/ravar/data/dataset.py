@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ravar.data.format import Record, load_meta, read_split
+from ravar.data.format import Detection, Record, load_meta, read_split
 from ravar.data.frames import open_frame_source
 from ravar.data.sampling import clamp_indices, clip_offsets, jitter_offsets, multi_clip_offsets
 from ravar.data.transforms import frames_to_tensor, hflip_clip, normalization_stats
@@ -169,19 +170,27 @@ class RAVARDataset(Dataset):
         self, rec: Record
     ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
         """Keyframe detections padded to D: boxes [D, 4], scores [D], categories, mask [D]."""
-        d = self.config.max_detections
         dets = [det for det in (rec.detections or []) if det.time is None or det.time == rec.time]
-        dets = sorted(dets, key=lambda det: -det.score)[:d]
-        boxes = torch.zeros(d, 4)
-        scores = torch.zeros(d)
-        mask = torch.zeros(d, dtype=torch.bool)
-        categories = [""] * d
-        for i, det in enumerate(dets):
-            boxes[i] = torch.tensor(det.box)
-            scores[i] = det.score
-            mask[i] = True
-            categories[i] = det.category
-        return boxes, scores, categories, mask
+        return pad_detections(dets, self.config.max_detections)
+
+
+def pad_detections(
+    detections: Sequence[Detection], max_detections: int
+) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
+    """Detections padded to D = `max_detections`, highest scores first: boxes [D, 4],
+    scores [D], categories (D strings, "" for padding), mask [D]."""
+    d = max_detections
+    kept = sorted(detections, key=lambda det: -det.score)[:d]
+    boxes = torch.zeros(d, 4)
+    scores = torch.zeros(d)
+    mask = torch.zeros(d, dtype=torch.bool)
+    categories = [""] * d
+    for i, det in enumerate(kept):
+        boxes[i] = torch.tensor(det.box)
+        scores[i] = det.score
+        mask[i] = True
+        categories[i] = det.category
+    return boxes, scores, categories, mask
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

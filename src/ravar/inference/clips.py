@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ravar.data.dataset import ClipConfig
+from ravar.data.dataset import ClipConfig, pad_detections
 from ravar.data.format import Detection
 from ravar.data.sampling import clamp_indices, clip_offsets
 from ravar.data.transforms import frames_to_tensor
@@ -20,25 +20,6 @@ def clip_plan(config: ClipConfig, fps: float, key: int, num_frames: int) -> np.n
     dataset: offsets over `window_seconds * fps`, clamped to the video's frames)."""
     offsets = clip_offsets(config.num_frames, config.window_seconds * fps, config.stride)  # [T]
     return clamp_indices(key + offsets, 0, num_frames)  # [T]
-
-
-def pad_detections(
-    detections: Sequence[Detection], max_detections: int
-) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
-    """Detections padded to D = `max_detections`, highest scores first: boxes [D, 4],
-    scores [D], categories (D strings, "" for padding), mask [D]."""
-    d = max_detections
-    kept = sorted(detections, key=lambda det: -det.score)[:d]
-    boxes = torch.zeros(d, 4)
-    scores = torch.zeros(d)
-    mask = torch.zeros(d, dtype=torch.bool)
-    categories = [""] * d
-    for i, det in enumerate(kept):
-        boxes[i] = torch.tensor(det.box)
-        scores[i] = det.score
-        mask[i] = True
-        categories[i] = det.category
-    return boxes, scores, categories, mask
 
 
 def keyframe_inputs(
