@@ -6,9 +6,11 @@ trained on RefAVA-Synth with one shared budget and several seeds, written into R
 
 Each (model, seed) run trains with `ravar.engine.train.fit` for `--steps` optimizer steps of
 batch `--batch-size`, selects its best checkpoint on val, is evaluated once on test (by `fit`)
-and on test_novel, and leaves `summary.json` in `--runs/<model>/seed<k>/`. Finished runs are
-skipped, so the script can be stopped and started again; the table is rebuilt from every
-summary present, and cells of runs not yet done show how many seeds they average.
+and on test_novel; its summary (metrics, parameters, train time) is kept as
+`--summaries/<model>-seed<k>.json`, next to this script and under version control: the raw
+numbers behind the table. Runs with a summary are skipped, so the script can be stopped and
+started again (on another day, or split over machines with `--models`); the table is rebuilt
+from every summary present, and its `seeds` column says how many seeds each row averages.
 """
 
 from __future__ import annotations
@@ -16,18 +18,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from ravar.data.format import META_FILE
+from ravar.engine.checkpoint import load_model
 from ravar.engine.config import resolve_run_config
 from ravar.engine.evaluate import evaluate_checkpoint
 from ravar.engine.train import fit
 from ravar.metrics import metrics_to_json
 from ravar.models.registry import list_models, model_family
 from ravar.synth.baselines import trivial_baselines
+from ravar.synth.generate import generate
 from ravar.util.machine import describe_machine
 
 START = "<!-- synth-table:start -->"
@@ -41,10 +46,15 @@ def default_models() -> list[str]:
     return [m for m in list_models() if m.endswith("_tiny") or "_tiny_" in m]
 
 
+def summary_file(args: argparse.Namespace, name: str, seed: int) -> Path:
+    """Where the summary of run (name, seed) is kept."""
+    return Path(args.summaries) / f"{name}-seed{seed}.json"
+
+
 def run_one(name: str, seed: int, data: Path, root: Path, args: argparse.Namespace) -> dict:
     """Train and evaluate (model, seed) unless its summary exists; return the summary."""
     out = root / name / f"seed{seed}"
-    summary_path = out / "summary.json"
+    summary_path = summary_file(args, name, seed)
     if summary_path.is_file():
         return json.loads(summary_path.read_text())
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": seed,
@@ -52,15 +62,11 @@ def run_one(name: str, seed: int, data: Path, root: Path, args: argparse.Namespa
     run = resolve_run_config(name, flags=flags)
     run.data = str(data.resolve())
     if out.exists():  # an unfinished run: start it again from scratch
-        import shutil
-
         shutil.rmtree(out)
     t0 = time.perf_counter()
     result = fit(run, data, out, quiet=True)
     seconds = time.perf_counter() - t0
     novel = evaluate_checkpoint(out / "best", data, "test_novel", batch_size=32, write=False)
-    from ravar.engine.checkpoint import load_model
-
     total, trainable = load_model(out / "best").param_counts()
     summary = {
         "model": name,
@@ -75,7 +81,8 @@ def run_one(name: str, seed: int, data: Path, root: Path, args: argparse.Namespa
         "test": metrics_to_json(result.test),
         "test_novel": metrics_to_json(novel.metrics),
     }
-    summary_path.write_text(json.dumps(summary, indent=1))
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{name} seed {seed}: test {fmt_metrics(summary['test'])} ({seconds:.0f} s)", flush=True)
     return summary
 
@@ -144,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", required=True, help="RefAVA-Synth folder (standard preset)")
     p.add_argument("--generate", action="store_true", help="generate --data if it is missing")
     p.add_argument("--preset", default="standard")
-    p.add_argument("--runs", default="benchmarks/runs/synth", help="run folders")
+    p.add_argument("--runs", default="runs/synth-table", help="run folders (checkpoints)")
+    p.add_argument("--summaries", default=str(Path(__file__).parent / "synth_table"),
+                   help="one JSON per finished run, read to build the table")  # fmt: skip
     p.add_argument("--models", nargs="*", help="default: every *_tiny model and ablation")
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=600, help="optimizer steps per run")
@@ -160,28 +169,26 @@ def main(argv: list[str] | None = None) -> None:
     if not (data / META_FILE).is_file():
         if not args.generate:
             raise SystemExit(f"--data {data}: no dataset (use --generate to make one)")
-        from ravar.synth.generate import generate
-
         generate(data, preset=args.preset, seed=0, workers=os.cpu_count() or 1)
     models = args.models or default_models()
     root = Path(args.runs)
     if args.table_only:
-        write_results(args, data, root, models)
+        write_results(args, data, models)
         return
     summaries = []
     for seed in args.seeds:  # seed-major: a partial table has every model at least once
         for name in models:
             summaries.append(run_one(name, seed, data, root, args))
-            write_results(args, data, root, models)
-    write_results(args, data, root, models)
+            write_results(args, data, models)
+    write_results(args, data, models)
 
 
-def write_results(args: argparse.Namespace, data: Path, root: Path, models: list[str]) -> None:
-    """Rebuild the RESULTS.md section from every summary under `root`."""
+def write_results(args: argparse.Namespace, data: Path, models: list[str]) -> None:
+    """Rebuild the RESULTS.md section from every summary of `models` x `--seeds` present."""
     summaries = []
     for name in models:
         for seed in args.seeds:
-            f = root / name / f"seed{seed}" / "summary.json"
+            f = summary_file(args, name, seed)
             if f.is_file():
                 summaries.append(json.loads(f.read_text()))
     baselines: dict[str, dict[str, dict]] = {}

@@ -14,7 +14,7 @@ SMALL = {"text.kind": "scratch", "text.frozen": False, "text.dim": 64, "text.dep
 
 @pytest.fixture
 def shared_dir() -> Path:
-    """The team's shared folder beside the checkout; tests that need it skip without it."""
+    """`../shared` beside the checkout (real clips, labels); tests that need it skip without it."""
     if not SHARED.is_dir():
         pytest.skip("../shared is not present")
     return SHARED

@@ -501,7 +501,9 @@ def test_loss_falls_when_overfitting_16_clips():
     p = y.mean(0).clamp(1e-6, 1 - 1e-6)
     constant_bce = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
     constant_mse = ((batch["box"] - batch["box"].mean(0)) ** 2).sum(-1).mean()
-    assert losses[-1] < 0.8 * (constant_bce + 5 * constant_mse).item(), losses
+    cfg = model.config.loss
+    constant = cfg.action_weight * constant_bce + cfg.box_mse_weight * constant_mse
+    assert losses[-1] < 0.8 * constant.item(), losses
 
 
 @pytest.mark.slow

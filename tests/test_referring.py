@@ -13,6 +13,18 @@ from ravar.models.referring import ReferringHead, refine_boxes, target_person
 from ravar.models.roi import DetectionAppearance
 from ravar.util.box_ops import box_iou
 
+ONE_WORD = torch.ones(1, 1, dtype=torch.bool)  # a query of one word
+
+
+def words(query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries [n, C] as sentences of three words: the query, a filler word (the same in every
+    sentence, like "the"), and padding: [n, 3, C] and mask [n, 3]."""
+    n, c = query.shape
+    filler = torch.linspace(-2.0, 2.0, c).expand(n, c)
+    padding = 100.0 * torch.randn(n, c)  # masked out: must not matter
+    mask = torch.tensor([[True, True, False]]).expand(n, 3)
+    return torch.stack([query, filler, padding], 1), mask
+
 
 def _boxes() -> torch.Tensor:
     return torch.tensor(
@@ -52,7 +64,7 @@ def test_head_teacher_forcing_loss_and_initial_box() -> None:
     query = torch.randn(1, 8)
     true = torch.tensor([[0.5, 0.2, 0.7, 0.8]])
     head.train()
-    out = head(people, person, _boxes(), query, true)
+    out = head(people, person, _boxes(), query[:, None], ONE_WORD, true)
     normed = head.norm_people(people)
     assert torch.allclose(out.selected, normed[:, 1], atol=1e-6)  # the true person's token
     assert torch.allclose(out.boxes, _boxes()[:, 1], atol=1e-6)  # delta starts at zero
@@ -60,7 +72,7 @@ def test_head_teacher_forcing_loss_and_initial_box() -> None:
     assert torch.allclose(out.loss, expected, atol=1e-6)
     assert out.scores[0, 2] < -1e3  # not a person: never picked
     head.eval()
-    out = head(people, person, _boxes(), query)
+    out = head(people, person, _boxes(), query[:, None], ONE_WORD)
     assert out.loss is None
     pick = int(out.scores[0, :2].argmax())
     assert torch.allclose(out.boxes, _boxes()[:, pick], atol=1e-6)
@@ -83,16 +95,29 @@ def test_head_learns_to_pick_the_person_that_matches_the_query() -> None:
     person = torch.ones(64, 3, dtype=torch.bool)
     for _ in range(150):
         people, query, target = sample(64)
-        out = head(people, person, boxes.expand(64, -1, -1), query, boxes[0, target])
+        out = head(people, person, boxes.expand(64, -1, -1), *words(query), boxes[0, target])
         opt.zero_grad()
         out.loss.backward()
         opt.step()
     head.eval()
     people, query, target = sample(256)
     with torch.no_grad():
-        out = head(people, torch.ones(256, 3, dtype=torch.bool), boxes.expand(256, -1, -1), query)
+        everyone = torch.ones(256, 3, dtype=torch.bool)
+        out = head(people, everyone, boxes.expand(256, -1, -1), *words(query))
     accuracy = (out.scores.argmax(1) == target).float().mean().item()
     assert accuracy > 0.8  # chance is 1/3
+
+
+def test_head_ignores_padded_words() -> None:
+    torch.manual_seed(0)
+    head = ReferringHead(dim=8).eval()
+    people, query = torch.randn(2, 3, 8), torch.randn(2, 8)
+    person = torch.ones(2, 3, dtype=torch.bool)
+    a = head(people, person, _boxes().expand(2, -1, -1), *words(query))
+    b = head(people, person, _boxes().expand(2, -1, -1), *words(query))  # other padding values
+    assert torch.equal(a.scores, b.scores)
+    one = head(people, person, _boxes().expand(2, -1, -1), query[:, None], ONE_WORD.expand(2, 1))
+    assert not torch.allclose(one.scores, a.scores)  # the filler word does count
 
 
 def test_detection_appearance_only_for_kept_detections_and_sees_the_crop() -> None:
@@ -113,6 +138,18 @@ def test_detection_appearance_only_for_kept_detections_and_sees_the_crop() -> No
     assert torch.allclose(out2[0, 0], out[0, 0], atol=1e-5)
 
 
+def test_appearance_vectors_are_at_unit_scale() -> None:
+    # added to the box/category and trajectory features of a person: at the scale of a fresh
+    # linear layer (~0.05) it was drowned by them, and person actions were not learned
+    torch.manual_seed(0)
+    enc = DetectionAppearance((32, 16), margin=0.1, width=16, out_dim=32)
+    frames = torch.randn(3, 4, 3, 64, 64)
+    boxes = torch.tensor([[0.1, 0.2, 0.3, 0.9], [0.5, 0.1, 0.7, 0.8]]).expand(3, -1, -1)
+    out = enc(frames, boxes, torch.ones(3, 2, dtype=torch.bool))  # [3, 2, 32]
+    per_vector = out.flatten(0, 1)
+    assert torch.allclose(per_vector.std(-1, unbiased=False), torch.ones(6), atol=1e-3)
+
+
 @pytest.mark.parametrize("name", ["refatomnet_tiny", "refatomnet_pp_tiny"])
 def test_models_with_referring_add_the_selection_loss_and_pick_a_detection(name: str) -> None:
     batch = dummy_batch(batch_size=2, num_frames=8, size=64, num_detections=3, seed=1)
@@ -123,7 +160,7 @@ def test_models_with_referring_add_the_selection_loss_and_pick_a_detection(name:
     out = model(batch)
     assert "select" in out["losses"] and torch.isfinite(out["loss"])
     out["loss"].backward()
-    crop_grad = model.location.appearance.encoder.out.weight.grad
+    crop_grad = model.location.appearance.encoder.out[0].weight.grad
     assert crop_grad is not None and crop_grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():

@@ -270,16 +270,13 @@ def server(ckpt, tmp_path):
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"ravar serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
+            if f"ravar serve: {url}" in log.read_text():  # printed once the server listens
+                with urllib.request.urlopen(url, timeout=30) as r:
+                    assert r.status == 200
+                break
             if clock.monotonic() > deadline:
                 pytest.fail(f"ravar serve did not answer within 180 s:\n{log.read_text()}")
             clock.sleep(0.5)
-        assert f"ravar serve: {url}" in log.read_text()
         yield url
     finally:
         proc.terminate()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from ravar.data.format import META_FILE
 from ravar.errors import RavarError
 
 DEMO_MODEL = "refatomnet_pp_tiny"
-DEMO_STEPS = 600  # optimizer steps of batch 8: about 5 minutes on 2 CPU cores
+DEMO_STEPS = 500  # optimizer steps of batch 8: about 6 minutes on 2 CPU cores
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -94,9 +95,14 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f'  sentence 0: "{batch["text"][0]}"')
 
-    _step("4. the floor to beat on test: baselines that ignore the sentence")
+    _step("4. test split: baselines that ignore the sentence")
     baselines = trivial_baselines(data_dir, "test")
     print(format_metrics_table(baselines))
+    print(
+        "  random person: a random person of the clip, with its true box and actions (perfect\n"
+        "  perception, no understanding of the sentence); clip mean: the mean box and actions of\n"
+        "  everyone in the clip (true ones); prior: the training set's mean box and class rates"
+    )
     if args.skip_train:
         print(f"done in {time.perf_counter() - start:.0f} s")
         return 0
@@ -135,8 +141,6 @@ def train_demo_model(model: str, data_dir: Path, run_dir: Path, steps: int, seed
             print(f"using the finished run in {run_dir} (delete it to train again)")
             return json.loads(done.read_text(encoding="utf-8"))["metrics"]
     if run_dir.exists():
-        import shutil
-
         shutil.rmtree(run_dir)
     result = fit(run, data_dir, run_dir)
     if result.test is None:

@@ -94,7 +94,6 @@ def run_predict(args: argparse.Namespace) -> int:
     import torch
 
     from ravar.inference.detectors import build_detector
-    from ravar.inference.hf_quiet import quiet_transformers
     from ravar.inference.inputs import check_texts, open_video
     from ravar.inference.keyframes import keyframe_times
     from ravar.inference.output import (
@@ -108,6 +107,7 @@ def run_predict(args: argparse.Namespace) -> int:
     )
     from ravar.inference.predictor import Predictor
     from ravar.inference.render import write_clip_mp4, write_keyframe_png
+    from ravar.util.hf_quiet import quiet_transformers
 
     texts = check_texts(args.text, what="--text")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:

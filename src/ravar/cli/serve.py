@@ -64,8 +64,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from ravar.app.page import build_page
     from ravar.inference.detectors import build_detector
-    from ravar.inference.hf_quiet import quiet_transformers
     from ravar.inference.predictor import Predictor
+    from ravar.util.hf_quiet import quiet_transformers
 
     with quiet_transformers():
         detector = "auto" if args.detector is None else build_detector(args.detector)

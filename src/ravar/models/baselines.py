@@ -26,7 +26,7 @@ from ravar.models.backbones import (
 from ravar.models.base import RAVARModel
 from ravar.models.heads import MLP, ActionHead, BoxHead
 from ravar.models.losses import LossConfig
-from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
+from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_loss, tiny_visual
 from ravar.models.registry import register_family, register_model
 from ravar.models.roi import crop_boxes
 
@@ -44,7 +44,7 @@ class NoTextConfig:
     dim: int = 128
     dropout: float = 0.1
     clip: ClipConfig = field(default_factory=tiny_clip)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossConfig = field(default_factory=tiny_loss)
 
 
 @register_family
@@ -76,7 +76,7 @@ class LateFusionConfig:
     dim: int = 128
     dropout: float = 0.1
     clip: ClipConfig = field(default_factory=tiny_clip)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossConfig = field(default_factory=tiny_loss)
 
 
 @register_family
@@ -116,7 +116,7 @@ class OracleCropConfig:
     dim: int = 128
     dropout: float = 0.1
     clip: ClipConfig = field(default_factory=tiny_clip)
-    loss: LossConfig = field(default_factory=lambda: LossConfig(box_mse_weight=0.0))
+    loss: LossConfig = field(default_factory=lambda: tiny_loss(box_mse_weight=0.0))
 
 
 @register_family
@@ -149,7 +149,7 @@ class OracleCrop(RAVARModel):
 register_model("no_text_tiny", "no_text", NoTextConfig, "video only, no text (I3D/X3D-style)")
 register_model(
     "no_text_base", "no_text",
-    lambda: NoTextConfig(visual=paper_visual(), dim=768, clip=paper_clip()),
+    lambda: NoTextConfig(visual=paper_visual(), dim=768, clip=paper_clip(), loss=LossConfig()),
     "video only, paper-size frozen BLIP-2 visual tokens",
 )  # fmt: skip
 register_model(
@@ -158,7 +158,9 @@ register_model(
 )  # fmt: skip
 register_model(
     "late_fusion_base", "late_fusion",
-    lambda: LateFusionConfig(visual=paper_visual(), dim=768, clip=paper_clip()),
+    lambda: LateFusionConfig(
+        visual=paper_visual(), dim=768, clip=paper_clip(), loss=LossConfig()
+    ),
     "late fusion, paper-size frozen BLIP-2 visual tokens and MiniLM",
 )  # fmt: skip
 register_model(

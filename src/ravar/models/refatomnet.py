@@ -31,7 +31,7 @@ from ravar.models.base import RAVARModel
 from ravar.models.heads import MLP, ActionHead, BoxHead
 from ravar.models.losses import LossConfig
 from ravar.models.pooling import masked_mean
-from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
+from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_loss, tiny_visual
 from ravar.models.referring import ReferringHead
 from ravar.models.registry import register_family, register_model
 
@@ -330,8 +330,7 @@ class RefAtomNet(RAVARModel):
         people = fused[2][0]  # location-semantic tokens after fusion [B, D, dim]
         person = self.location.person_mask(batch["det_mask"], batch["det_categories"])  # [B, D]
         ref = self.referring(
-            people, person, batch["det_boxes"], masked_mean(text_tokens, text_mask),
-            batch.get("box"),
+            people, person, batch["det_boxes"], text_tokens, text_mask, batch.get("box"),
         )  # fmt: skip
         logits = self.action_head(torch.cat([t_agg, ref.selected], dim=-1))  # [B, 80]
         boxes = torch.where(ref.has_person[:, None], ref.boxes, self.box_head(t_agg))  # [B, 4]
@@ -358,6 +357,7 @@ def _tiny(**changes: Any) -> RefAtomNetConfig:
         heads=4,
         depth=1,
         clip=tiny_clip(),
+        loss=tiny_loss(),
     )  # fmt: skip
     return replace(cfg, **changes)
 

@@ -29,7 +29,7 @@ temporal clips (from the Dataset); the Mamba layers run on a CPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -51,7 +51,13 @@ from ravar.models.heads import ActionHead, BoxHead
 from ravar.models.losses import LossConfig, compute_losses
 from ravar.models.mamba import MambaLayer
 from ravar.models.pooling import masked_mean
-from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_visual
+from ravar.models.presets import (
+    TINY_ACTION_WEIGHT,
+    paper_clip,
+    paper_visual,
+    tiny_clip,
+    tiny_visual,
+)
 from ravar.models.referring import ReferringHead
 from ravar.models.registry import register_family, register_model
 from ravar.models.trajectory import (
@@ -282,6 +288,7 @@ class RefAtomNetPP(RAVARModel):
             raise RavarError(f"batch['text'] has {len(texts)} strings for {b} clips")
         text = self.text(texts)
         out["sentence"] = text.sentence  # [B, C_text]
+        out["words"], out["word_mask"] = text.tokens, text.mask  # [B, L, C_text], [B, L]
 
         if self.keyword_proj is not None and self.keyword_scan is not None:
             keywords = self.keyword_proj(text.keywords)  # [B, K, C]
@@ -368,8 +375,8 @@ class RefAtomNetPP(RAVARModel):
             return heads, {}
         person = self.location.person_mask(batch["det_mask"], batch["det_categories"])  # [B, D]
         ref = self.referring(
-            feats["people"], person, batch["det_boxes"], self.query_proj(feats["sentence"]),
-            batch.get("box"),
+            feats["people"], person, batch["det_boxes"], self.query_proj(feats["words"]),
+            feats["word_mask"], batch.get("box"),
         )  # fmt: skip
         heads = {}
         for view in VIEWS:
@@ -446,7 +453,7 @@ def _tiny() -> RefAtomNetPPConfig:
         mamba=MambaSettings(d_state=8, d_conv=4, expand=2),
         visual_scan="temporal",
         clip=tiny_clip(),
-        loss=refatomnet_pp_loss(),
+        loss=replace(refatomnet_pp_loss(), action_weight=TINY_ACTION_WEIGHT),
     )
 
 

@@ -1,7 +1,10 @@
 """Referring head: the sentence picks one of the detected people, whose features the action head
 reads and whose box (refined) is the answer.
 
-    s_d  = MLP([p_d, q * p_d])                   score of person d for the query q   [B, D]
+    q    = sum_l softmax_l(a . LN(u_l)) u_l       the query: the words u_l [B, L, C] pooled
+                                                 by learned attention ("left", "hat")  [B, C]
+    g_d  = MLP(geometry(box_d))                   where person d is, on its own path  [B, D, C]
+    s_d  = MLP([p_d, g_d, q * p_d, q * g_d])     score of person d for the query q   [B, D]
     w    = softmax_d(s_d) over the people        (-inf where there is no person)    [B, D]
     d*   = argmax_d IoU(box_d, true box)         the person to pick, when IoU >= min_iou
     loss = select_weight * CrossEntropy(s, d*)   over the samples that have a d*
@@ -9,6 +12,10 @@ reads and whose box (refined) is the answer.
     box  = refine(box_{argmax s}, MLP(selected)) (in training: refine(box_{d*}, ...))
 
 A clip without any person detection falls back to `fallback_box`, the family's regression head.
+The box geometry gets its own path into the score: mixed into the person tokens (with appearance
+and trajectory features) it is drowned, and "the one on the far left" is then not learned in the
+few hundred steps a CPU run has. Likewise the query attends to its words rather than averaging
+them: the few words that tell people apart weigh little in a sentence mean.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ravar.models.heads import MLP
-from ravar.util.box_ops import box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh
+from ravar.util.box_ops import box_cxcywh_to_xyxy, box_features, box_iou, box_xyxy_to_cxcywh
 
 
 @dataclass
@@ -70,7 +77,9 @@ class ReferringHead(nn.Module):
         super().__init__()
         self.norm_people = nn.LayerNorm(dim)
         self.norm_query = nn.LayerNorm(dim)
-        self.score = MLP(2 * dim, dim, 1, layers=2, dropout=dropout)
+        self.word_weight = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
+        self.geometry = MLP(8, dim, dim, layers=2)
+        self.score = MLP(4 * dim, dim, 1, layers=2, dropout=dropout)
         self.delta = MLP(dim, dim, 4, layers=2, dropout=dropout)
         nn.init.zeros_(self.delta.net[-1].weight)  # start from the detection's own box
         nn.init.zeros_(self.delta.net[-1].bias)
@@ -82,14 +91,20 @@ class ReferringHead(nn.Module):
         people: torch.Tensor,
         person: torch.Tensor,
         det_boxes: torch.Tensor,
-        query: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
         true_box: torch.Tensor | None = None,
     ) -> ReferringOutput:
         """people [B, D, C] tokens, person [B, D] bool (which tokens are people), det_boxes
-        [B, D, 4], query [B, C], true_box [B, 4] or None."""
+        [B, D, 4], words [B, L, C] the sentence's tokens, word_mask [B, L] bool (at least one True
+        per row), true_box [B, 4] or None."""
         b, d, _ = people.shape
-        people, query = self.norm_people(people), self.norm_query(query)
-        scores = self.score(torch.cat([people, query[:, None, :] * people], dim=-1))[..., 0]
+        attn = self.word_weight(words)[..., 0].masked_fill(~word_mask, -1e4).softmax(1)  # [B, L]
+        query = self.norm_query((attn[..., None] * words).sum(1))  # [B, C]
+        people = self.norm_people(people)
+        geometry = self.geometry(box_features(det_boxes.to(people.dtype)))  # [B, D, C]
+        q = query[:, None, :]  # [B, 1, C]
+        scores = self.score(torch.cat([people, geometry, q * people, q * geometry], -1))[..., 0]
         scores = scores.masked_fill(~person, -1e4)  # [B, D]
         has_person = person.any(dim=1)  # [B]
         weights = scores.softmax(dim=1) * has_person[:, None].to(people.dtype)  # [B, D]

@@ -6,6 +6,11 @@ convolutional network over RGB and frame differences.
     f_d      = Conv2d stack per frame -> 4x2 grid of cells -> linear          [T, C]
                (the grid keeps where a colour is: hat, top, trousers)
     a_d      = GELU(Conv1d over time)(f_d) -> [mean over T, max over T]       [2C]
+    out_d    = LayerNorm(Linear(a_d))                                         [out_dim]
+
+The final LayerNorm keeps the vector at unit scale: it is added to other per-person features
+(box and category, trajectories), and at the small scale of a fresh linear layer it was drowned
+by them and the actions of the person were not learned in a CPU run's few hundred steps.
 
 Only the detections that are kept (real, and persons when so configured) are cropped and
 encoded, so the cost follows the number of people, not the padded detection count.
@@ -54,7 +59,7 @@ class AppearanceEncoder(nn.Module):
         self.grid = nn.AdaptiveAvgPool2d((4, 2))
         self.cells = nn.Linear(8 * w, w)
         self.time_conv = nn.Conv1d(w, w, kernel_size=3, padding=1)
-        self.out = nn.Linear(2 * w, out_dim)
+        self.out = nn.Sequential(nn.Linear(2 * w, out_dim), nn.LayerNorm(out_dim))
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         n, t = crops.shape[:2]

@@ -21,6 +21,13 @@ def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
 
 
+def box_features(boxes: torch.Tensor) -> torch.Tensor:
+    """xyxy `boxes` [..., 4] -> [..., 8]: x1, y1, x2, y2, cx, cy, w, h (what a model reads of
+    where a box is)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([x1, y1, x2, y2, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+
+
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
     """[..., 4] -> [...]: area, zero for degenerate boxes."""
     return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(

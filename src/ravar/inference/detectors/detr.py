@@ -11,9 +11,9 @@ import torch
 from ravar.data.format import Detection
 from ravar.errors import PredictError
 from ravar.inference.detectors import Detector
-from ravar.inference.hf_quiet import quiet_transformers
 from ravar.inference.keyframes import Keyframe
 from ravar.util.box_ops import box_problem
+from ravar.util.hf_quiet import quiet_transformers
 
 
 class HFDetrDetector(Detector):

@@ -19,6 +19,7 @@ from torch import nn
 from ravar.config import ConfigError
 from ravar.models.heads import MLP
 from ravar.models.roi import DetectionAppearance
+from ravar.util.box_ops import box_features
 
 NUM_GEOMETRY = 9  # x1, y1, x2, y2, cx, cy, w, h, score
 
@@ -55,9 +56,7 @@ class LocationConfig:
 def box_geometry(det_boxes: torch.Tensor, det_scores: torch.Tensor) -> torch.Tensor:
     """`[B, D, 4]` xyxy boxes and `[B, D]` scores -> `[B, D, 9]` (x1, y1, x2, y2, cx, cy, w, h,
     score)."""
-    x1, y1, x2, y2 = det_boxes.unbind(-1)  # each [B, D]
-    feats = [x1, y1, x2, y2, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, det_scores]
-    return torch.stack(feats, dim=-1)  # [B, D, 9]
+    return torch.cat([box_features(det_boxes), det_scores[..., None]], dim=-1)  # [B, D, 9]
 
 
 class LocationSemanticEncoder(nn.Module):

@@ -27,6 +27,7 @@ from ravar.config import ConfigError
 from ravar.models.backbones.frozen import FrozenPartMixin
 from ravar.models.backbones.keywords import keyword_positions, letter_words, split_words
 from ravar.models.pooling import masked_mean
+from ravar.util.hf_quiet import quiet_transformers
 
 _PAD_ID, _CLS_ID, _FIRST_WORD_ID = 0, 1, 2  # scratch tokenizer
 
@@ -318,7 +319,8 @@ class HFTextEncoder(TextEncoder):
                     meta_cfg = AutoConfig.from_pretrained(str(name), local_files_only=True)
                     self.model = AutoModel.from_config(meta_cfg)
                 else:
-                    self.model = AutoModel.from_pretrained(str(name), local_files_only=True)
+                    with quiet_transformers():
+                        self.model = AutoModel.from_pretrained(str(name), local_files_only=True)
             except Exception as e:
                 raise ConfigError(
                     f"TextConfig.hf_name_or_path {name!r}: cannot be loaded from a local folder "

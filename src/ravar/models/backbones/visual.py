@@ -28,6 +28,7 @@ from torch import nn
 
 from ravar.config import ConfigError
 from ravar.models.backbones.frozen import FrozenPartMixin
+from ravar.util.hf_quiet import quiet_transformers
 
 
 @dataclass
@@ -444,9 +445,12 @@ class HFVisualBackbone(VisualBackbone):
                 raise ConfigError(msg) from e
         name = str(config.hf_name_or_path)
         self._check_model_type(name, kind)
-        if kind == "vit":
-            return ViTModel.from_pretrained(name, add_pooling_layer=False, local_files_only=True)
-        return CLIPVisionModel.from_pretrained(name, local_files_only=True)
+        with quiet_transformers():
+            if kind == "vit":
+                return ViTModel.from_pretrained(
+                    name, add_pooling_layer=False, local_files_only=True
+                )
+            return CLIPVisionModel.from_pretrained(name, local_files_only=True)
 
     def _build_blip2(self, config: VisualConfig) -> nn.Module:
         from transformers import Blip2Config
