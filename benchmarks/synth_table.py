@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="one JSON per finished run, read to build the table")  # fmt: skip
     p.add_argument("--models", nargs="*", help="default: every *_tiny model and ablation")
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=600, help="optimizer steps per run")
+    p.add_argument("--steps", type=int, default=450, help="optimizer steps per run (the demo's)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=int, default=100, help="upper bound; --steps ends the run")
     p.add_argument("--lr", type=float, default=1e-3)

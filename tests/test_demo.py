@@ -25,7 +25,7 @@ def test_demo_trains_evaluates_and_draws_predictions(tmp_path, capsys) -> None:
     for row in ("refatomnet_pp_tiny", "random person", "clip mean", "prior"):
         assert row in table
     miou = 100 * metrics["metrics"]["mIoU"]
-    assert f"{miou:.1f}" in table.splitlines()[3]
+    assert f"{miou:.2f}" in table.splitlines()[3]
     png = Image.open(out / "test_predictions.png")
     pixels = np.asarray(png.convert("RGB")).reshape(-1, 3).astype(int)
     red = (pixels[:, 0] > 200) & (pixels[:, 1] < 60) & (pixels[:, 2] < 60)

@@ -14,7 +14,7 @@ from ravar.data.format import META_FILE
 from ravar.errors import RavarError
 
 DEMO_MODEL = "refatomnet_pp_tiny"
-DEMO_STEPS = 500  # optimizer steps of batch 8: about 6 minutes on 2 CPU cores
+DEMO_STEPS = 450  # optimizer steps of batch 8: about 6 minutes on 2 CPU cores
 
 
 def register(sub: argparse._SubParsersAction) -> None:
