@@ -279,7 +279,8 @@ class RefAtomNetPP(RAVARModel):
         """Intermediate features: "tokens" V [B, T, Q, C]; "scanned" [B, T, Q, C]; "temporal"
         [B, T, C]; "spatial" [B, Q, C]; per level "<level>_tokens" [B, N, C] and "<level>_mask"
         [B, N]; "keyword_selection" / "object_selection" (`Trajectories`); "summary_temporal"
-        and "summary_spatial" [B, C]."""
+        and "summary_spatial" [B, C]; "words" [B, L, C_text] / "word_mask" [B, L] (the
+        sentence's tokens) and, with detections, "people" [B, D, C]."""
         tokens = self.visual_tokens(batch["frames"])  # [B, T, Q, C]
         b = tokens.shape[0]
         out: dict[str, Any] = {"tokens": tokens}
@@ -287,7 +288,6 @@ class RefAtomNetPP(RAVARModel):
         if len(texts) != b:
             raise RavarError(f"batch['text'] has {len(texts)} strings for {b} clips")
         text = self.text(texts)
-        out["sentence"] = text.sentence  # [B, C_text]
         out["words"], out["word_mask"] = text.tokens, text.mask  # [B, L, C_text], [B, L]
 
         if self.keyword_proj is not None and self.keyword_scan is not None:

@@ -24,8 +24,7 @@ def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
 def box_features(boxes: torch.Tensor) -> torch.Tensor:
     """xyxy `boxes` [..., 4] -> [..., 8]: x1, y1, x2, y2, cx, cy, w, h (what a model reads of
     where a box is)."""
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    return torch.stack([x1, y1, x2, y2, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+    return torch.cat([boxes, box_xyxy_to_cxcywh(boxes)], dim=-1)
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
