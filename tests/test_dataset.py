@@ -197,3 +197,41 @@ def test_bad_clip_config_is_refused():
 def test_frame_pixels_helper_is_what_the_tests_assume():
     img = frame_pixels(60, BOX)
     assert Image.fromarray(img).size == (W, H) and img[0, 0, 0] == 60
+
+
+def test_frames_to_tensor_matches_a_float_resize_within_one_level():
+    from torch.nn import functional as F
+
+    from ravar.data.transforms import frames_to_tensor, normalization_stats
+
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, (3, 40, 70, 3), dtype=np.uint8)
+    got = frames_to_tensor(raw, (24, 24), "imagenet")  # [T, 3, 24, 24]
+    x = torch.from_numpy(raw).permute(0, 3, 1, 2).float() / 255.0
+    x = F.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False, antialias=True)
+    mean, std = normalization_stats("imagenet")
+    want = (x - mean) / std
+    assert got.shape == (3, 3, 24, 24) and got.is_contiguous()
+    level = (1.0 / 255.0) / std.min().item()
+    assert (got - want).abs().max().item() <= level + 1e-5
+    # no resize: exact normalisation
+    same = frames_to_tensor(raw, (40, 70), "none")
+    assert torch.allclose(same, torch.from_numpy(raw).permute(0, 3, 1, 2).float() / 255.0)
+
+
+def test_jpeg_draft_decodes_smaller_and_reports_the_stored_size(tmp_path):
+    root = make_frames_dataset(tmp_path / "d", ext="jpg")
+    # replace the frames by large ones (8x the size) so that draft decoding can reduce them
+    for path in (root / "frames").rglob("*.jpg"):
+        small = Image.open(path).convert("RGB")
+        small.resize((W * 8, H * 8), Image.BILINEAR).save(path, quality=95)
+    plain = RAVARDataset(root, "val", ClipConfig(num_frames=4, size=(32, 48)))
+    draft = RAVARDataset(root, "val", ClipConfig(num_frames=4, size=(32, 48), jpeg_draft=True))
+    a, b = plain[0], draft[0]
+    assert a["image_size"] == b["image_size"] == (W * 8, H * 8)
+    assert a["frames"].shape == b["frames"].shape == (4, 3, 32, 48)
+    assert (a["frames"] - b["frames"]).abs().mean().item() < 0.05  # the same picture
+    source = draft.source
+    assert isinstance(source, FrameFolderSource)
+    decoded = source.read("vidA", [source.spec.frame_index(902)])
+    assert decoded.shape[1:3] == (H, W)  # decoded at 1/8 scale: the smallest still >= (32, 48)

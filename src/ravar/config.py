@@ -55,7 +55,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"{key}: cannot be {value!r}")
     if origin is typing.Literal:
-        if value not in typing.get_args(tp):
+        choices = typing.get_args(tp)
+        if isinstance(value, bool) and str(value).lower() not in choices:
+            value = {True: "on", False: "off"}[value]  # YAML reads off / on as booleans
+        if value not in choices:
             raise ConfigError(f"{key}: must be one of {typing.get_args(tp)}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):

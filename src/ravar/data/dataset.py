@@ -15,6 +15,7 @@ from ravar.data.format import Detection, Record, load_meta, read_split
 from ravar.data.frames import open_frame_source
 from ravar.data.sampling import clamp_indices, clip_offsets, jitter_offsets, multi_clip_offsets
 from ravar.data.transforms import frames_to_tensor, hflip_clip, normalization_stats
+from ravar.errors import RavarError
 from ravar.labels import multi_hot
 
 
@@ -33,6 +34,7 @@ class ClipConfig:
     temporal_jitter: bool = True  # training only
     num_clips: int = 1  # evaluation: K clips at K temporal phases (predictions are averaged)
     on_missing_frame: str = "raise"  # or "nearest": use the nearest good frame, with a warning
+    jpeg_draft: bool = False  # JPEG frames: decode at a reduced scale still >= size (faster)
 
     def __post_init__(self) -> None:
         if isinstance(self.size, int):
@@ -83,8 +85,9 @@ class RAVARDataset(Dataset):
         self.epoch = 0
         self.meta = load_meta(dataset_dir)
         self.records: list[Record] = read_split(dataset_dir, split)
+        draft = (self.config.size[1], self.config.size[0]) if self.config.jpeg_draft else None
         self.source = open_frame_source(
-            dataset_dir, self.meta, on_error=self.config.on_missing_frame
+            dataset_dir, self.meta, on_error=self.config.on_missing_frame, draft_size=draft
         )
         spec = self.meta.frame_source
         window_frames = self.config.window_seconds * spec.fps
@@ -92,6 +95,30 @@ class RAVARDataset(Dataset):
             self.config.num_frames, window_frames, self.config.stride
         )  # [T]
         self.half_window = max(int(np.abs(self.offsets).max()), int(round(window_frames / 2)))
+        self.features: Any | None = None  # cached visual features (see `use_features`)
+        self.load_frames = True
+
+    def use_features(self, features: Any | None, load_frames: bool = False) -> None:
+        """Give items the cached visual features of their clips (`visual_features`, `[T, Q, C]`
+        or `[K, T, Q, C]`, float16) from `features` (a `ravar.cache.VisualSplit` of this split);
+        frames are decoded only with `load_frames`. None turns the cache off. Pixel
+        augmentations (flips, temporal jitter) cannot be cached: a training dataset with them
+        on refuses."""
+        if features is not None:
+            cfg = self.config
+            if self.train and (cfg.hflip_prob > 0 or cfg.temporal_jitter):
+                raise RavarError(
+                    "cached visual features hold one fixed clip per instance: training with them "
+                    "needs clip.hflip_prob=0 and clip.temporal_jitter=false "
+                    f"(got {cfg.hflip_prob} and {cfg.temporal_jitter})"
+                )
+            if len(features) != len(self.records):
+                raise RavarError(
+                    f"{features.folder}: {len(features)} cached instances, split {self.split!r} "
+                    f"has {len(self.records)}"
+                )
+        self.features = features
+        self.load_frames = load_frames or features is None
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the random augmentation of `epoch` (call it every epoch when training)."""
@@ -120,34 +147,77 @@ class RAVARDataset(Dataset):
         slot = int(np.flatnonzero(clips[0] == key)[0]) if (clips[0] == key).any() else -1
         return _Plan(clips=clips, key_frame=key, key_slot=slot, flip=flip)
 
+    def _cached_features(self, index: int, plan: _Plan) -> torch.Tensor:
+        """The cached features of the clips of `plan`: `[K, T, Q, C]`."""
+        stored = self.features.frames[index]  # [K', T] frame numbers the store was made from
+        if np.array_equal(stored, plan.clips):
+            rows = np.arange(len(stored))
+        else:
+            hit = np.flatnonzero((stored == plan.clips[0]).all(-1)) if len(plan.clips) == 1 else []
+            if len(hit) == 0:
+                raise RavarError(
+                    f"{self.features.folder}: instance {index} ({self.records[index].key}) was "
+                    f"cached from frames {stored.tolist()}, the clip settings now sample "
+                    f"{plan.clips.tolist()}: rebuild the cache with `ravar cache`"
+                )
+            rows = hit[:1]
+        feats = self.features.features(index)  # [K', T, Q, C] memory-mapped
+        return torch.from_numpy(np.ascontiguousarray(feats[rows]))  # [K, T, Q, C]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
         cfg = self.config
         plan = self.plan(index)
+        cached = self._cached_features(index, plan) if self.features is not None else None
+        if not self.load_frames:
+            return self._item(
+                index, plan, None, None, cached, tuple(self.features.image_size[index])
+            )
         wanted = np.unique(np.append(plan.clips.ravel(), plan.key_frame))  # sorted frame numbers
         raw = self.source.read(rec.video_id, wanted.tolist())  # [F, H, W, 3] uint8 RGB
         height, width = raw.shape[1:3]
+        if self.config.jpeg_draft and hasattr(self.source, "full_size"):  # decoded reduced
+            width, height = self.source.full_size(rec.video_id, plan.key_frame)
         pos = {int(f): i for i, f in enumerate(wanted)}
         clip_rows = [pos[int(f)] for f in plan.clips.ravel()]
         pixels = frames_to_tensor(raw[clip_rows], cfg.size, cfg.normalization)  # [K*T, 3, h, w]
-        keyframe = frames_to_tensor(raw[[pos[plan.key_frame]]], cfg.size, cfg.normalization)[0]
+        if plan.key_slot >= 0:  # the keyframe is a frame of the (first) clip
+            keyframe = pixels[plan.key_slot]  # [3, h, w]
+        else:
+            keyframe = frames_to_tensor(raw[[pos[plan.key_frame]]], cfg.size, cfg.normalization)[0]
         frames = pixels.view(
             cfg.num_clips if not self.train else 1, cfg.num_frames, *pixels.shape[1:]
         )
+        return self._item(index, plan, frames, keyframe, cached, (int(width), int(height)))
 
+    def _item(
+        self,
+        index: int,
+        plan: _Plan,
+        frames: torch.Tensor | None,
+        keyframe: torch.Tensor | None,
+        cached: torch.Tensor | None,
+        image_size: tuple[int, int],
+    ) -> dict[str, Any]:
+        """One sample: `frames` [K, T, 3, h, w] and / or `cached` features [K, T, Q, C]."""
+        rec = self.records[index]
         box = torch.tensor(rec.box, dtype=torch.float32)  # [4]
         det_boxes, det_scores, det_categories, det_mask = self._detections(rec)
         text = rec.text
-        if plan.flip:
+        if plan.flip and frames is not None and keyframe is not None:
             frames, box, det_boxes, text = hflip_clip(frames, box, det_boxes, text)
             keyframe = keyframe.flip(-1)
             det_boxes = torch.where(det_mask[:, None], det_boxes, torch.zeros_like(det_boxes))
 
-        return {
-            "frames": frames[0]
-            if frames.shape[0] == 1
-            else frames,  # [T, 3, h, w] or [K, T, 3, h, w]
-            "keyframe": keyframe,  # [3, h, w]
+        item: dict[str, Any] = {}
+        if frames is not None and keyframe is not None:
+            item["frames"] = (
+                frames[0] if frames.shape[0] == 1 else frames
+            )  # [T, 3, h, w] or [K, ...]
+            item["keyframe"] = keyframe  # [3, h, w]
+        if cached is not None:
+            item["visual_features"] = cached[0] if cached.shape[0] == 1 else cached  # [T, Q, C]
+        return item | {
             "key_slot": plan.key_slot,
             "frame_indices": torch.from_numpy(plan.clips[0].copy()),  # [T] frame numbers
             "text": text,
@@ -158,7 +228,7 @@ class RAVARDataset(Dataset):
             "det_categories": det_categories,  # D strings, "" for padding
             "det_mask": det_mask,  # [D] bool
             "flipped": plan.flip,
-            "image_size": (int(width), int(height)),
+            "image_size": (int(image_size[0]), int(image_size[1])),
             "index": index,
             "key": rec.key,
             "video_id": rec.video_id,

@@ -88,11 +88,24 @@ class FrameFolderSource:
             with Image.open(path) as img:
                 if self.draft_size is not None:
                     img.draft("RGB", self.draft_size)
-                return np.asarray(img.convert("RGB"))  # [H, W, 3] uint8, RGB whatever the file mode
+                if img.mode != "RGB":
+                    img = img.convert("RGB")  # RGB whatever the file mode
+                img.load()
+                return np.asarray(img)  # [H, W, 3] uint8
         except FileNotFoundError:
             raise FrameError(f"{path}: frame file is missing") from None
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise FrameError(f"{path}: cannot decode frame ({e})") from None
+
+    def full_size(self, video_id: str, index: int) -> tuple[int, int]:
+        """(width, height) of frame `index` as stored (not reduced by `draft_size`); reads the
+        file header only."""
+        path = self.frame_path(video_id, index)
+        try:
+            with Image.open(path) as img:
+                return img.size
+        except (OSError, ValueError) as e:
+            raise FrameError(f"{path}: cannot read frame header ({e})") from None
 
     def _load_or_nearest(self, video_id: str, index: int) -> np.ndarray:
         try:

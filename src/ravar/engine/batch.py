@@ -26,17 +26,20 @@ def without_targets(batch: dict[str, Any], keep_box: bool = False) -> dict[str, 
 
 
 def flatten_clips(batch: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """A multi-clip batch (frames `[B, K, T, 3, H, W]`) as `B*K` single-clip samples (frames
-    `[B*K, T, 3, H, W]`, every other entry repeated K times in place), and K. Single-clip batches
-    come back unchanged with K = 1."""
-    frames = batch["frames"]
-    if frames.dim() != 6:
+    """A multi-clip batch (frames `[B, K, T, 3, H, W]`, or cached visual features
+    `[B, K, T, Q, C]`) as `B*K` single-clip samples (`[B*K, ...]`, every other entry repeated K
+    times in place), and K. Single-clip batches come back unchanged with K = 1."""
+    frames, feats = batch.get("frames"), batch.get("visual_features")
+    if frames is not None and frames.dim() == 6:
+        b, k = frames.shape[:2]
+    elif feats is not None and feats.dim() == 5:
+        b, k = feats.shape[:2]
+    else:
         return batch, 1
-    b, k = frames.shape[:2]
     out: dict[str, Any] = {}
     for key, value in batch.items():
-        if key == "frames":
-            out[key] = frames.flatten(0, 1)  # [B*K, T, 3, H, W]
+        if key in ("frames", "visual_features"):
+            out[key] = value.flatten(0, 1)  # [B*K, ...]
         elif isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == b:
             out[key] = value.repeat_interleave(k, dim=0)  # [B*K, ...]
         elif isinstance(value, list) and len(value) == b:

@@ -36,7 +36,7 @@ SELECT_METRICS = (
 )
 
 # keys that may differ between a run and its `--resume` without changing its results
-RESUMABLE_CHANGES = ("workers", "stop_after_epoch")
+RESUMABLE_CHANGES = ("workers", "stop_after_epoch", "cache_dir")
 
 # YAML keys beside the TrainConfig keys
 RUN_KEYS = ("model_name", "family", "model", "data")
@@ -67,6 +67,8 @@ class TrainConfig:
     max_steps: int | None = None  # cap on optimizer steps (smoke runs, tests)
     stop_after_epoch: int | None = None  # end this invocation after this epoch (resume later)
     find_unused_parameters: bool = False  # DistributedDataParallel option
+    cache: Literal["auto", "off", "require"] = "auto"  # read frozen-backbone features (ravar cache)
+    cache_dir: str | None = None  # where the feature stores are; None: DATA/cache
 
     def __post_init__(self) -> None:
         checks = [
@@ -105,6 +107,10 @@ class TrainConfig:
                 f"select_metric must be one of {list(SELECT_METRICS)}, got {self.select_metric!r}",
             ),
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
+            (
+                self.cache in ("auto", "off", "require"),
+                f"cache must be 'auto', 'off' or 'require', got {self.cache!r}",
+            ),
             (
                 self.max_steps is None or self.max_steps >= 1,
                 f"max_steps must be >= 1, got {self.max_steps}",

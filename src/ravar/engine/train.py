@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from ravar.cache import attach_cache
 from ravar.config import to_dict
 from ravar.data.dataset import RAVARDataset, collate
 from ravar.data.format import annotation_path
@@ -224,11 +225,18 @@ class Trainer:
             self._say(f"note: amp={cfg.amp} applies on CUDA only; training in full precision")
         self.scaler = grad_scaler(cfg.amp, ctx.device)
         self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema is not None else None
+        for line in self._attach_cache([self.train_ds, self.val_ds]):
+            self._say(line)
         self.steps_per_epoch = math.ceil(len(self.loader) / cfg.grad_accum)
         total = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
         self.warmup = warmup_steps_for(self.total_steps, cfg.warmup_steps, cfg.warmup_fraction)
         self.ddp: nn.Module | None = None
+
+    def _attach_cache(self, datasets: list[RAVARDataset]) -> list[str]:
+        """Read frozen-backbone features from the stores that match (TrainConfig.cache)."""
+        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        return attach_cache(models, datasets, self.data_dir, self.cfg.cache, self.cfg.cache_dir)
 
     def _restore(self) -> None:
         """Continue from RUN_DIR/last: weights, optimizer, scaler, EMA, RNG, counters."""
@@ -322,7 +330,7 @@ class Trainer:
                         f"The last good checkpoint is {self.out / 'last'} (epoch {self.epoch})"
                     )
                 self.scaler.scale(loss / group_size).backward()
-            size = int(batch["frames"].shape[0])
+            size = len(batch["index"])
             seen += size
             sums["loss"] += float(loss.detach()) * size
             for name, value in out.get("losses", {}).items():
@@ -436,6 +444,9 @@ class Trainer:
             load_weights_into(model, find_checkpoint(self.out / "best") / WEIGHTS_FILE)
         self.ctx.broadcast_module(model)
         test_ds = RAVARDataset(self.data_dir, "test", model.config.clip, train=False)
+        for line in self._attach_cache([test_ds]):
+            if "visual" in line:
+                self._say(line)
         preds: Predictions = predict_dataset(
             model,
             test_ds,

@@ -35,11 +35,14 @@ def keyframe_inputs(
     `raw` [F, H, W, 3] holds decoded frames; `rows` maps a frame number to its row in `raw`.
     """
     pixels = frames_to_tensor(raw[[rows[int(f)] for f in clip]], config.size, config.normalization)
-    keyframe = frames_to_tensor(raw[[rows[key]]], config.size, config.normalization)[0]
+    slots = np.flatnonzero(clip == key)
+    if len(slots):  # the keyframe is a frame of the clip
+        keyframe = pixels[int(slots[0])]  # [3, h, w]
+    else:
+        keyframe = frames_to_tensor(raw[[rows[key]]], config.size, config.normalization)[0]
     det_boxes, det_scores, det_categories, det_mask = pad_detections(
         detections, config.max_detections
     )
-    slots = np.flatnonzero(clip == key)
     height, width = raw.shape[1:3]
     return {
         "frames": pixels,  # [T, 3, h, w]

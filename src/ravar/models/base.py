@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ravar.errors import RavarError
 from ravar.models.losses import compute_losses
 
 
@@ -39,6 +40,7 @@ class RAVARModel(nn.Module):
     needs_detections: ClassVar[bool] = False  # reads det_* keys (inference must run a detector)
     uses_text: ClassVar[bool] = True
     is_oracle: ClassVar[bool] = False  # sees ground truth at test time: never ranked with others
+    visual_reads_clip: ClassVar[bool] = True  # `self.visual` sees the clip's frames as sampled
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -67,6 +69,40 @@ class RAVARModel(nn.Module):
             out["loss"] = add_losses(losses, aux)
             out["losses"] = losses
         return out
+
+    def backbone_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
+        """`[B, T, Q, C]`: the visual backbone's tokens of the batch's clips, read from
+        `batch["visual_features"]` when the feature cache supplied them, else computed from
+        `batch["frames"]`."""
+        cached = batch.get("visual_features")
+        if cached is None:
+            if "frames" not in batch:
+                raise RavarError(
+                    f"{self.family}: the batch has neither 'frames' nor 'visual_features'"
+                )
+            return self.visual(batch["frames"])  # type: ignore[operator]
+        if cached.dim() != 4:
+            raise RavarError(
+                f"batch['visual_features'] must be [B, T, Q, C], got {list(cached.shape)} "
+                "(evaluate multi-clip batches one clip at a time)"
+            )
+        return cached.float()
+
+    def cacheable_visual(self) -> nn.Module | None:
+        """The visual backbone whose output a feature store may stand in for: present, frozen
+        whole and fed the sampled clip; None otherwise."""
+        visual = getattr(self, "visual", None)
+        if visual is None or not self.visual_reads_clip:
+            return None
+        params = list(visual.parameters())
+        if not params or any(p.requires_grad for p in params):
+            return None
+        return visual
+
+    def needs_frames_with_cache(self) -> bool:
+        """Whether the model still reads the frames when its visual features come from a store
+        (e.g. crops of the clip for person appearance)."""
+        return False
 
     def freeze(self, module: nn.Module) -> nn.Module:
         """Mark `module` frozen: no gradients, and always in eval mode (dropout off), even after

@@ -63,7 +63,7 @@ class NoText(RAVARModel):
         self.box_head = BoxHead(config.dim, dropout=config.dropout)
 
     def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        video = self.proj(pool_video(self.visual(batch["frames"])))  # [B, dim]
+        video = self.proj(pool_video(self.backbone_tokens(batch)))  # [B, dim]
         return self.action_head(video), self.box_head(video)
 
 
@@ -98,7 +98,7 @@ class LateFusion(RAVARModel):
         self.box_head = BoxHead(d, dropout=config.dropout)
 
     def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        video = self.video_proj(pool_video(self.visual(batch["frames"])))  # [B, d]
+        video = self.video_proj(pool_video(self.backbone_tokens(batch)))  # [B, d]
         sentence = self.text_proj(self.text(list(batch["text"])).sentence)  # [B, d]
         fused = self.fuse(torch.cat([video, sentence, video * sentence], dim=-1))  # [B, d]
         return self.action_head(fused), self.box_head(fused)
@@ -127,6 +127,7 @@ class OracleCrop(RAVARModel):
     config_class = OracleCropConfig
     uses_text = False
     is_oracle = True
+    visual_reads_clip = False  # it reads crops of the clip
 
     def __init__(self, config: OracleCropConfig) -> None:
         super().__init__(config)

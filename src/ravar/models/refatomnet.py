@@ -263,13 +263,15 @@ class RefAtomNet(RAVARModel):
                 f"(keys present: {sorted(batch)})"
             )
 
-    def visual_stream(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames [B, T, 3, H, W] -> visual tokens [B, T*Q, dim] with positions added."""
-        if frames.dim() != 5:
-            raise BatchError(
-                f"{self.family}: batch['frames'] must be [B, T, 3, H, W], got {list(frames.shape)}"
-            )
-        tokens = self.visual_proj(self.visual(frames))  # [B, T, Q, dim]
+    def visual_stream(self, clips: torch.Tensor | dict[str, Any]) -> torch.Tensor:
+        """frames [B, T, 3, H, W] (or a batch, whose cached backbone features are used when it
+        has them) -> visual tokens [B, T*Q, dim] with positions added."""
+        batch = clips if isinstance(clips, dict) else {"frames": clips}
+        frames = batch.get("frames")
+        if "visual_features" not in batch and (frames is None or frames.dim() != 5):
+            shape = None if frames is None else list(frames.shape)
+            raise BatchError(f"{self.family}: batch['frames'] must be [B, T, 3, H, W], got {shape}")
+        tokens = self.visual_proj(self.backbone_tokens(batch))  # [B, T, Q, dim]
         b, t, q, d = tokens.shape
         tokens = (
             tokens
@@ -280,17 +282,18 @@ class RefAtomNet(RAVARModel):
 
     def streams(self, batch: dict[str, Any]) -> list[Stream]:
         """The projected token streams (visual first): [(tokens [B, N_s, dim], mask [B, N_s])]."""
-        keys = ("frames", "text")
+        keys = ("visual_features" if "visual_features" in batch else "frames", "text")
         if self.config.use_location:
             keys += ("det_boxes", "det_scores", "det_mask", "det_categories")
         self._require(batch, keys)
-        frames = batch["frames"]  # [B, T, 3, H, W]
+        frames = batch.get("frames")  # [B, T, 3, H, W] (None with cached visual features)
         text = list(batch["text"])
-        if len(text) != frames.shape[0]:
+        clips = len(batch[keys[0]])
+        if len(text) != clips:
             raise BatchError(
-                f"{self.family}: batch['text'] has {len(text)} strings for {frames.shape[0]} clips"
+                f"{self.family}: batch['text'] has {len(text)} strings for {clips} clips"
             )
-        out: list[Stream] = [(self.visual_stream(frames), None)]
+        out: list[Stream] = [(self.visual_stream(batch), None)]
         feats = self.text(text)
         out.append((self.text_proj(feats.tokens), feats.mask))  # [B, L, dim], [B, L]
         if self.location is not None:
@@ -300,6 +303,9 @@ class RefAtomNet(RAVARModel):
             )  # [B, D, dim]
             out.append((loc, self.location.keep_mask(det_mask, categories)))
         return out
+
+    def needs_frames_with_cache(self) -> bool:
+        return self.location is not None and self.location.appearance is not None
 
     def fuse(self, streams: list[Stream]) -> tuple[torch.Tensor, list[Stream]]:
         """Streams -> the aggregated vector t_agg [B, dim] (before the final LayerNorm) and the

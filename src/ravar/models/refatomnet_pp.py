@@ -237,21 +237,22 @@ class RefAtomNetPP(RAVARModel):
         self.box_heads = nn.ModuleDict({view: BoxHead(c) for view in VIEWS})
 
     # ------------------------------------------------------------------ features
-    def visual_tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames [B, T, 3, H, W] -> visual tokens in the model width with time and token
-        position embeddings, [B, T, Q, C]."""
-        if frames.dim() != 5:
+    def visual_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's clips (frames [B, T, 3, H, W], or cached backbone features) -> visual
+        tokens in the model width with time and token position embeddings, [B, T, Q, C]."""
+        frames = batch.get("frames")
+        if frames is not None and "visual_features" not in batch and frames.dim() != 5:
             raise RavarError(
                 f"batch['frames'] must be [B, T, 3, H, W], got shape {tuple(frames.shape)}"
                 " (evaluate multi-clip batches one clip at a time)"
             )
-        t = frames.shape[1]
+        tokens = self.visual_proj(self.backbone_tokens(batch))  # [B, T, Q, C]
+        t = tokens.shape[1]
         if t > self.time_pos.shape[0]:
             raise ConfigError(
-                f"batch['frames'] has {t} frames but the model was built for "
+                f"the batch's clips have {t} frames but the model was built for "
                 f"clip.num_frames={self.time_pos.shape[0]}"
             )
-        tokens = self.visual_proj(self.visual(frames))  # [B, T, Q, C]
         if tokens.shape[2] != self.token_pos.shape[0]:
             raise ConfigError(
                 f"the visual backbone gave {tokens.shape[2]} tokens per frame, expected "
@@ -281,7 +282,7 @@ class RefAtomNetPP(RAVARModel):
         [B, N]; "keyword_selection" / "object_selection" (`Trajectories`); "summary_temporal"
         and "summary_spatial" [B, C]; "words" [B, L, C_text] / "word_mask" [B, L] (the
         sentence's tokens) and, with detections, "people" [B, D, C]."""
-        tokens = self.visual_tokens(batch["frames"])  # [B, T, Q, C]
+        tokens = self.visual_tokens(batch)  # [B, T, Q, C]
         b = tokens.shape[0]
         out: dict[str, Any] = {"tokens": tokens}
         texts = list(batch["text"])
@@ -317,7 +318,7 @@ class RefAtomNetPP(RAVARModel):
                 batch["det_mask"],
                 categories,
                 self.text,
-                batch["frames"],
+                batch.get("frames"),
             )  # [B, D, C]
             det_mask = self.location.keep_mask(batch["det_mask"], categories)  # [B, D]
             sel = self._trajectories(self.object_proj(objects), tokens)  # tokens [B, D, T, C]
@@ -353,6 +354,9 @@ class RefAtomNetPP(RAVARModel):
             )  # [B, C]: mean over the levels present
             out[f"summary_{view}"] = self.summary_norm[view](summary)
         return out
+
+    def needs_frames_with_cache(self) -> bool:
+        return self.location is not None and self.location.appearance is not None
 
     # ------------------------------------------------------------------ outputs
     def head_outputs(self, batch: dict[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

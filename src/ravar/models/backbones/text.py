@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -117,6 +118,7 @@ class TextEncoder(FrozenPartMixin):
         super().__init__()
         self.config = config
         self._phrase_cache: dict[str, torch.Tensor] = {}
+        object.__setattr__(self, "_store", None)  # a TextStore read instead of computing
 
     # -- phrase cache --------------------------------------------------------------------------
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TextEncoder:
@@ -144,10 +146,31 @@ class TextEncoder(FrozenPartMixin):
             raise ValueError(f"{what} must be a list of strings, got {type(texts).__name__}")
         return list(texts)
 
+    def attach_store(self, store: Any | None) -> None:
+        """Read the features of the sentences `store` holds (a `ravar.cache.TextStore` made by
+        this encoder's weights) instead of computing them; None detaches it."""
+        if store is not None and self._frozen_part is None:
+            raise ValueError("only a frozen text encoder can read cached features")
+        object.__setattr__(self, "_store", store)
+
     def forward(self, texts: list[str]) -> TextFeatures:
         texts = self._check_texts(texts, "texts")
         if not texts:
             raise ValueError("texts is empty: a batch needs at least one description")
+        if self._store is not None:
+            return self._from_store(texts)
+        return self._compute(texts)
+
+    def _from_store(self, texts: list[str]) -> TextFeatures:
+        """`forward` with the cached sentences read from the store (the others computed)."""
+        rows: list[Any] = [self._store.get(t) for t in texts]
+        missing = [t for t, r in zip(texts, rows, strict=True) if r is None]
+        if missing:
+            computed = iter(split_rows(self._compute(missing)))
+            rows = [next(computed) if r is None else r for r in rows]
+        return pad_rows(rows, self._device())
+
+    def _compute(self, texts: list[str]) -> TextFeatures:
         with self._grad_context():
             tokens, mask, weights, strings = self._encode(texts)  # [B, L, C], [B, L], [B, K, L]
             tokens = tokens * mask.unsqueeze(-1).to(tokens.dtype)
@@ -189,6 +212,48 @@ class TextEncoder(FrozenPartMixin):
         with self._grad_context():
             tokens, mask, _, _ = self._encode(texts)
             return masked_mean(tokens, mask)  # [N, C]
+
+
+TextRow = tuple[Any, Any, Any, list[str]]  # tokens [L, C], sentence [C], keywords [K, C], words
+
+
+def split_rows(feats: TextFeatures) -> list[TextRow]:
+    """Per description: (tokens [L, C] of its real tokens, sentence [C], keywords [K, C] of its
+    real keywords, keyword strings): the rows a text feature store holds."""
+    out = []
+    for i, words in enumerate(feats.keyword_strings):
+        n, k = int(feats.mask[i].sum()), int(feats.keyword_mask[i].sum())
+        out.append((feats.tokens[i, :n], feats.sentence[i], feats.keywords[i, :k], list(words)))
+    return out
+
+
+def pad_rows(rows: list[TextRow], device: torch.device) -> TextFeatures:
+    """`TextFeatures` of B rows (numpy arrays or tensors, as `split_rows` gives), padded to the
+    longest; values in float32 on `device`."""
+
+    def tensor(x: Any) -> torch.Tensor:
+        return (
+            x.float() if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x, np.float32))
+        )
+
+    b = len(rows)
+    length = max(len(r[0]) for r in rows)
+    k = max(len(r[2]) for r in rows)
+    dim = len(rows[0][1])
+    tokens = torch.zeros(b, length, dim)
+    keywords = torch.zeros(b, k, dim)
+    mask = torch.zeros(b, length, dtype=torch.bool)
+    kw_mask = torch.zeros(b, k, dtype=torch.bool)
+    for i, (tok, _, kw, _) in enumerate(rows):
+        tokens[i, : len(tok)] = tensor(tok)
+        keywords[i, : len(kw)] = tensor(kw)
+        mask[i, : len(tok)] = True
+        kw_mask[i, : len(kw)] = True
+    sentence = torch.stack([tensor(r[1]) for r in rows])  # [B, C]
+    return TextFeatures(
+        tokens.to(device), mask.to(device), sentence.to(device), keywords.to(device),
+        kw_mask.to(device), [list(r[3]) for r in rows],
+    )  # fmt: skip
 
 
 def _keyword_weights(
