@@ -149,7 +149,7 @@ def test_training_from_the_cache_matches_training_from_frames(tmp_path, data_dir
                  "--quiet"]) == 0  # fmt: skip
     common = ["train", "--data", str(data), "--config", str(config_file), "--epochs", "2",
               "--batch-size", "3", "--quiet"]  # fmt: skip
-    assert main([*common, "--out", str(tmp_path / "cached"), "cache=require"]) == 0
+    assert main([*common, "--out", str(tmp_path / "cached"), "--cache", "require"]) == 0
     assert main([*common, "--out", str(tmp_path / "frames"), "cache=off"]) == 0
     cached, frames = _losses(tmp_path / "cached"), _losses(tmp_path / "frames")
     assert len(cached) == 2 and cached[-1] < cached[0]
@@ -158,6 +158,18 @@ def test_training_from_the_cache_matches_training_from_frames(tmp_path, data_dir
     b = json.loads((tmp_path / "frames" / "test_metrics.json").read_text())["metrics"]
     for key in ("mIoU", "mAP_weighted"):
         assert a[key] == pytest.approx(b[key], abs=1e-6)
+
+    # ravar eval reads the store too, with the metrics of the frames; multi-clip needs its own
+    best = str(tmp_path / "cached" / "best")
+    evals = {}
+    for mode in ("require", "off"):
+        out = tmp_path / f"eval-{mode}"
+        assert main(["eval", "--checkpoint", best, "--data", str(data), "--cache", mode,
+                     "--out", str(out), "--quiet"]) == 0  # fmt: skip
+        evals[mode] = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert evals["require"]["mAP_weighted"] == pytest.approx(evals["off"]["mAP_weighted"], abs=1e-6)
+    assert main(["eval", "--checkpoint", best, "--data", str(data), "--cache", "require",
+                 "--multi-clip", "2", "--quiet"]) == 1  # fmt: skip
 
 
 def test_a_store_made_by_something_else_is_refused(tmp_path, data_dir, config_file, capsys):

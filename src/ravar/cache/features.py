@@ -35,7 +35,7 @@ from ravar.cache.store import (
     identity_key,
     module_fingerprint,
 )
-from ravar.data.dataset import RAVARDataset, collate
+from ravar.data.dataset import ClipConfig, RAVARDataset, collate
 from ravar.data.format import META_FILE, annotation_path
 from ravar.data.transforms import swap_left_right
 from ravar.models.backbones.text import TextEncoder, split_rows
@@ -53,14 +53,17 @@ def cache_root(dataset_dir: str | os.PathLike, cache_dir: str | os.PathLike | No
     return Path(cache_dir) if cache_dir else Path(dataset_dir) / CACHE_DIR
 
 
-def visual_identity(model: RAVARModel, dataset_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """What a visual store must have been made with to serve `model` on `dataset_dir` (None when
-    the model has no cacheable visual backbone)."""
+def visual_identity(
+    model: RAVARModel, dataset_dir: str | os.PathLike, clip: ClipConfig | None = None
+) -> dict[str, Any] | None:
+    """What a visual store must have been made with to serve `model` on `dataset_dir` with clips
+    sampled by `clip` (default: the model's own; None when the model has no cacheable visual
+    backbone)."""
     visual = model.cacheable_visual()
     if visual is None:
         return None
     vcfg = visual.config  # type: ignore[union-attr]
-    clip = model.config.clip.to_dict()
+    clip = (clip or model.config.clip).to_dict()
     return {
         "kind": "visual",
         "backbone": f"{type(visual).__name__}:{vcfg.kind}:{getattr(vcfg, 'hf_kind', '')}",
@@ -301,13 +304,13 @@ def attach_cache(
                 m.text.attach_store(store)  # type: ignore[union-attr]
             lines.append(f"cache: text features of {len(store)} sentences from {folder}")
     if vid is not None:
-        folder, reasons = find_store(root, vid)
-        if folder is None and mode == "require":
-            raise _refuse("visual", root, reasons)
-        if folder is not None:
-            store = VisualStore(folder)
-            for ds in datasets:
-                lines.append(_attach_visual(model, store, ds, dataset_dir, mode))
+        for ds in datasets:  # evaluation may sample other clips (multi-clip) than training
+            wanted = {**vid, "clip": {k: ds.config.to_dict()[k] for k in CLIP_KEYS}}
+            folder, reasons = find_store(root, wanted)
+            if folder is None and mode == "require":
+                raise _refuse("visual", root, reasons)
+            if folder is not None:
+                lines.append(_attach_visual(model, VisualStore(folder), ds, dataset_dir, mode))
     return lines
 
 

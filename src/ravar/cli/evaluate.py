@@ -30,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", metavar="DIR", help="default: RUN_DIR/eval-<checkpoint>-<split> beside it"
     )
+    p.add_argument(
+        "--cache",
+        choices=("auto", "off", "require"),
+        default="auto",
+        help="read frozen-backbone features stored by `ravar cache` (default: when they match)",
+    )
+    p.add_argument("--cache-dir", metavar="DIR", help="feature stores (default: DATA/cache)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
@@ -53,6 +60,8 @@ def run_eval(args: argparse.Namespace) -> int:
             workers=args.workers,
             ctx=ctx,
             progress=not args.quiet and sys.stderr.isatty(),
+            cache=args.cache,
+            cache_dir=args.cache_dir,
         )
         if ctx.is_main:
             print(result.table)

@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, metavar="S")
     p.add_argument("--workers", type=non_negative_int, metavar="N", help="data loader workers")
     p.add_argument("--select-metric", choices=SELECT_METRICS, help="val metric for best/")
+    p.add_argument(
+        "--cache",
+        choices=("auto", "off", "require"),
+        help="read frozen-backbone features stored by `ravar cache` (default auto: if they match)",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR/last")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -78,6 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "workers": args.workers,
         "select_metric": args.select_metric,
+        "cache": args.cache,
     }
     run = resolve_run_config(args.model, args.config, args.overrides, flags=flags, base=base)
     data = args.data or run.data or (_saved_data_dir(out) if args.resume else None)

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from ravar.cache import attach_cache
 from ravar.data.dataset import RAVARDataset, collate
 from ravar.engine.batch import flatten_clips, to_device, without_targets
 from ravar.engine.checkpoint import find_checkpoint, load_model, read_checkpoint_config
@@ -198,10 +199,13 @@ def evaluate_checkpoint(
     ctx: DistContext | None = None,
     amp: str = "off",
     progress: bool = False,
+    cache: str = "auto",
+    cache_dir: str | os.PathLike | None = None,
 ) -> EvalResult:
     """Evaluate checkpoint `checkpoint` on `split` of `data_dir`, sampling clips as the model was
     trained (`num_clips` K > 1: K clips per instance, probabilities and boxes averaged); rank 0
-    writes `metrics.json` and `predictions.jsonl` to `out_dir` unless `write` is False."""
+    writes `metrics.json` and `predictions.jsonl` to `out_dir` unless `write` is False. Features
+    of frozen backbones are read from matching stores under `cache` (see `ravar.cache`)."""
     ctx = ctx or DistContext()
     if num_clips is not None and num_clips < 1:
         raise RavarError(f"--multi-clip: must be >= 1, got {num_clips}")
@@ -214,6 +218,9 @@ def evaluate_checkpoint(
     if num_clips is not None:
         clip = dataclasses.replace(clip, num_clips=num_clips)
     dataset = RAVARDataset(data_dir, split, clip, train=False)
+    for line in attach_cache([model], [dataset], data_dir, cache, cache_dir):
+        if progress and ctx.is_main:
+            print(line, flush=True)
     preds = predict_dataset(
         model,
         dataset,
