@@ -128,6 +128,15 @@ def test_dataset_reads_features_without_decoding_frames(tmp_path, data_dir, conf
     batch = collate([ds[0], ds[1]])
     out = model.eval()(batch)
     assert out["logits"].shape == (2, 80) and torch.isfinite(out["logits"]).all()
+    # a later build of another split keeps what was cached before (visual splits, sentences)
+    build_cache(data, model, ["test"], say=lambda s: None)
+    vfolder, _ = find_store(data / "cache", visual_identity(model, data))
+    assert sorted(VisualStore(vfolder).splits) == ["test", "val"]
+    kept = VisualStore(vfolder).split("val").features(1)[0]  # [T, Q, C] of clip 0
+    assert np.array_equal(kept, item["visual_features"].numpy())
+    tfolder, _ = find_store(data / "cache", text_identity(model))
+    sentences = {r.text for split in ("val", "test") for r in read_split(data, split)}
+    assert sentences <= set(TextStore(tfolder).rows)
 
 
 def test_flatten_clips_handles_multi_clip_features():

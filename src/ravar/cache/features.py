@@ -225,7 +225,10 @@ def build_cache(
             for rec in RAVARDataset(dataset_dir, split, model.config.clip).records:
                 texts[rec.text] = None
                 texts[swap_left_right(rec.text)] = None
-        writer = StoreWriter(root / identity_key(tid), tid, dtype)
+        folder = root / identity_key(tid)
+        if (folder / "texts.json").is_file():  # keep the sentences of splits cached before
+            texts = dict.fromkeys(TextStore(folder).rows) | texts
+        writer = StoreWriter(folder, tid, dtype)
         _write_text_store(model.text, list(texts), writer, 64, progress)  # type: ignore[arg-type]
         written.append(writer.commit())
         say(f"text: {len(texts)} sentences in {time.perf_counter() - start:.1f} s -> {written[-1]}")
