@@ -3,6 +3,7 @@ training and evaluation (`cache=auto|off|require`)."""
 
 from ravar.cache.features import (
     CACHE_MODES,
+    FeatureCache,
     attach_cache,
     build_cache,
     cache_root,
@@ -15,6 +16,7 @@ from ravar.cache.store import CacheError, TextStore, VisualSplit, VisualStore, m
 __all__ = [
     "CACHE_MODES",
     "CacheError",
+    "FeatureCache",
     "TextStore",
     "VisualSplit",
     "VisualStore",

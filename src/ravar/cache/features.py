@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +41,6 @@ from ravar.data.transforms import swap_left_right
 from ravar.models.backbones.text import TextEncoder, split_rows
 from ravar.models.base import RAVARModel
 
-CacheMode = Literal["auto", "off", "require"]
 CACHE_MODES: tuple[str, ...] = ("auto", "off", "require")
 CACHE_DIR = "cache"  # default store folder, inside the dataset folder
 KEYWORDS_VERSION = 1  # bump when keyword extraction changes (cached keywords would differ)
@@ -274,6 +273,92 @@ def _refuse(what: str, root: Path, reasons: list[str]) -> CacheError:
     )
 
 
+class FeatureCache:
+    """The stores that can serve `model` on `dataset_dir` under `mode` (auto: when present;
+    require: refuse when missing; off: never). The frozen weights are hashed once, here; models
+    and datasets are attached as they are built."""
+
+    def __init__(
+        self,
+        model: RAVARModel,
+        dataset_dir: str | os.PathLike,
+        mode: str = "auto",
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        if mode not in CACHE_MODES:
+            raise CacheError(f"cache must be one of {list(CACHE_MODES)}, got {mode!r}")
+        self.model = model
+        self.dataset_dir = dataset_dir
+        self.mode = mode
+        self.root = cache_root(dataset_dir, cache_dir)
+        active = mode == "require" or (mode == "auto" and self.root.is_dir())
+        self.text_id = text_identity(model) if active else None
+        self.visual_id = visual_identity(model, dataset_dir) if active else None
+        if mode == "require" and self.text_id is None and self.visual_id is None:
+            raise CacheError(
+                f"--cache require: model family {model.family!r} has no frozen backbone"
+            )
+
+    def attach_models(self, models: Iterable[RAVARModel]) -> list[str]:
+        """Make `models` (the same weights: a model and its EMA copy) read the matching text
+        store. Returns lines saying what is read."""
+        if self.text_id is None:
+            return []
+        folder, reasons = find_store(self.root, self.text_id)
+        if folder is None:
+            if self.mode == "require":
+                raise _refuse("text", self.root, reasons)
+            return []
+        store = TextStore(folder)
+        for m in models:
+            m.text.attach_store(store)  # type: ignore[union-attr]
+        return [f"cache: text features of {len(store)} sentences from {folder}"]
+
+    def attach_datasets(self, datasets: Iterable[RAVARDataset]) -> list[str]:
+        """Make `datasets` read the visual store made for their clip settings (evaluation may
+        sample other clips, multi-clip, than training). Returns lines saying what is read."""
+        if self.visual_id is None:
+            return []
+        lines = []
+        for ds in datasets:
+            wanted = {**self.visual_id, "clip": {k: ds.config.to_dict()[k] for k in CLIP_KEYS}}
+            folder, reasons = find_store(self.root, wanted)
+            if folder is None and self.mode == "require":
+                raise _refuse("visual", self.root, reasons)
+            if folder is not None:
+                lines.append(self._attach_visual(VisualStore(folder), ds))
+        return lines
+
+    def _attach_visual(self, store: VisualStore, ds: RAVARDataset) -> str:
+        augmentation = ds.pixel_augmentation()
+        if augmentation is not None:
+            msg = (
+                f"the {ds.split} split trains with pixel augmentations ({augmentation}), which a "
+                "visual cache cannot hold"
+            )
+            if self.mode == "require":
+                raise CacheError(
+                    f"--cache require: {msg}; set model.clip.hflip_prob=0 "
+                    "model.clip.temporal_jitter=false to train from it"
+                )
+            return f"cache: visual features not used for {ds.split}: {msg}"
+        if ds.split not in store.splits:
+            if self.mode == "require":
+                raise CacheError(
+                    f"--cache require: {store.folder} has no features for split {ds.split!r} "
+                    f"(it has {sorted(store.splits)})"
+                )
+            return f"cache: visual features not used for {ds.split}: not in {store.folder}"
+        annotations = annotation_path(self.dataset_dir, ds.split)
+        if store.splits[ds.split].get("annotations") != file_fingerprint(annotations):
+            raise CacheError(
+                f"{store.folder}: split {ds.split!r} was cached from another {annotations}; "
+                "rebuild it with `ravar cache`"
+            )
+        ds.use_features(store.split(ds.split), load_frames=self.model.needs_frames_with_cache())
+        return f"cache: visual features of {ds.split} from {store.folder}"
+
+
 def attach_cache(
     models: Iterable[RAVARModel],
     datasets: Iterable[RAVARDataset],
@@ -281,71 +366,8 @@ def attach_cache(
     mode: str = "auto",
     cache_dir: str | os.PathLike | None = None,
 ) -> list[str]:
-    """Make `models` (the same weights: a model and its EMA copy) read the text store and
-    `datasets` the visual store that match, under `mode` (auto: when present; require: refuse
-    when missing; off: never). Returns lines saying what is read."""
-    if mode not in CACHE_MODES:
-        raise CacheError(f"cache must be one of {list(CACHE_MODES)}, got {mode!r}")
-    models, datasets = list(models), list(datasets)
-    if mode == "off":
-        return []
-    root = cache_root(dataset_dir, cache_dir)
-    if mode == "auto" and not root.is_dir():
-        return []
-    model = models[0]
-    lines = []
-    tid, vid = text_identity(model), visual_identity(model, dataset_dir)
-    if mode == "require" and tid is None and vid is None:
-        raise CacheError(f"--cache require: model family {model.family!r} has no frozen backbone")
-    if tid is not None:
-        folder, reasons = find_store(root, tid)
-        if folder is None and mode == "require":
-            raise _refuse("text", root, reasons)
-        if folder is not None:
-            store = TextStore(folder)
-            for m in models:
-                m.text.attach_store(store)  # type: ignore[union-attr]
-            lines.append(f"cache: text features of {len(store)} sentences from {folder}")
-    if vid is not None:
-        for ds in datasets:  # evaluation may sample other clips (multi-clip) than training
-            wanted = {**vid, "clip": {k: ds.config.to_dict()[k] for k in CLIP_KEYS}}
-            folder, reasons = find_store(root, wanted)
-            if folder is None and mode == "require":
-                raise _refuse("visual", root, reasons)
-            if folder is not None:
-                lines.append(_attach_visual(model, VisualStore(folder), ds, dataset_dir, mode))
-    return lines
-
-
-def _attach_visual(
-    model: RAVARModel, store: VisualStore, ds: RAVARDataset, dataset_dir: Any, mode: str
-) -> str:
-    cfg = ds.config
-    if ds.train and (cfg.hflip_prob > 0 or cfg.temporal_jitter):
-        msg = (
-            f"the {ds.split} split trains with pixel augmentations (clip.hflip_prob="
-            f"{cfg.hflip_prob}, clip.temporal_jitter={cfg.temporal_jitter}), which a visual "
-            "cache cannot hold"
-        )
-        if mode == "require":
-            raise CacheError(
-                f"--cache require: {msg}; set model.clip.hflip_prob=0 "
-                "model.clip.temporal_jitter=false to train from it"
-            )
-        return f"cache: visual features not used for {ds.split}: {msg}"
-    if ds.split not in store.splits:
-        if mode == "require":
-            raise CacheError(
-                f"--cache require: {store.folder} has no features for split {ds.split!r} "
-                f"(it has {sorted(store.splits)})"
-            )
-        return f"cache: visual features not used for {ds.split}: not in {store.folder}"
-    info = store.splits[ds.split]
-    now = file_fingerprint(annotation_path(dataset_dir, ds.split))
-    if info.get("annotations") != now:
-        raise CacheError(
-            f"{store.folder}: split {ds.split!r} was cached from another "
-            f"{annotation_path(dataset_dir, ds.split)}; rebuild it with `ravar cache`"
-        )
-    ds.use_features(store.split(ds.split), load_frames=model.needs_frames_with_cache())
-    return f"cache: visual features of {ds.split} from {store.folder}"
+    """`FeatureCache` of the first of `models`, attached to all `models` and `datasets` at once.
+    Returns lines saying what is read."""
+    models = list(models)
+    cache = FeatureCache(models[0], dataset_dir, mode, cache_dir)
+    return cache.attach_models(models) + cache.attach_datasets(datasets)

@@ -105,12 +105,11 @@ class RAVARDataset(Dataset):
         augmentations (flips, temporal jitter) cannot be cached: a training dataset with them
         on refuses."""
         if features is not None:
-            cfg = self.config
-            if self.train and (cfg.hflip_prob > 0 or cfg.temporal_jitter):
+            augmentation = self.pixel_augmentation()
+            if augmentation is not None:
                 raise RavarError(
                     "cached visual features hold one fixed clip per instance: training with them "
-                    "needs clip.hflip_prob=0 and clip.temporal_jitter=false "
-                    f"(got {cfg.hflip_prob} and {cfg.temporal_jitter})"
+                    f"needs clip.hflip_prob=0 and clip.temporal_jitter=false (got {augmentation})"
                 )
             if len(features) != len(self.records):
                 raise RavarError(
@@ -119,6 +118,14 @@ class RAVARDataset(Dataset):
                 )
         self.features = features
         self.load_frames = load_frames or features is None
+
+    def pixel_augmentation(self) -> str | None:
+        """The augmentations that change this dataset's pixels every epoch (training flips or
+        temporal jitter), as `key=value` text, or None."""
+        cfg = self.config
+        if self.train and (cfg.hflip_prob > 0 or cfg.temporal_jitter):
+            return f"clip.hflip_prob={cfg.hflip_prob}, clip.temporal_jitter={cfg.temporal_jitter}"
+        return None
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the random augmentation of `epoch` (call it every epoch when training)."""

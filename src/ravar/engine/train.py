@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ravar.cache import attach_cache
+from ravar.cache import FeatureCache
 from ravar.config import to_dict
 from ravar.data.dataset import RAVARDataset, collate
 from ravar.data.format import annotation_path
@@ -225,18 +225,19 @@ class Trainer:
             self._say(f"note: amp={cfg.amp} applies on CUDA only; training in full precision")
         self.scaler = grad_scaler(cfg.amp, ctx.device)
         self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema is not None else None
-        for line in self._attach_cache([self.train_ds, self.val_ds]):
+        self.feature_cache = FeatureCache(
+            self.model, self.data_dir, cfg.cache, cfg.cache_dir
+        )  # frozen weights hashed once; the test split is attached at the end
+        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        for line in self.feature_cache.attach_models(models) + self.feature_cache.attach_datasets(
+            [self.train_ds, self.val_ds]
+        ):
             self._say(line)
         self.steps_per_epoch = math.ceil(len(self.loader) / cfg.grad_accum)
         total = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
         self.warmup = warmup_steps_for(self.total_steps, cfg.warmup_steps, cfg.warmup_fraction)
         self.ddp: nn.Module | None = None
-
-    def _attach_cache(self, datasets: list[RAVARDataset]) -> list[str]:
-        """Read frozen-backbone features from the stores that match (TrainConfig.cache)."""
-        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
-        return attach_cache(models, datasets, self.data_dir, self.cfg.cache, self.cfg.cache_dir)
 
     def _restore(self) -> None:
         """Continue from RUN_DIR/last: weights, optimizer, scaler, EMA, RNG, counters."""
@@ -444,9 +445,8 @@ class Trainer:
             load_weights_into(model, find_checkpoint(self.out / "best") / WEIGHTS_FILE)
         self.ctx.broadcast_module(model)
         test_ds = RAVARDataset(self.data_dir, "test", model.config.clip, train=False)
-        for line in self._attach_cache([test_ds]):
-            if "visual" in line:
-                self._say(line)
+        for line in self.feature_cache.attach_datasets([test_ds]):
+            self._say(line)
         preds: Predictions = predict_dataset(
             model,
             test_ds,

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from ravar.config import ConfigError
 from ravar.models.backbones.frozen import FrozenPartMixin
@@ -228,32 +229,25 @@ def split_rows(feats: TextFeatures) -> list[TextRow]:
 
 
 def pad_rows(rows: list[TextRow], device: torch.device) -> TextFeatures:
-    """`TextFeatures` of B rows (numpy arrays or tensors, as `split_rows` gives), padded to the
-    longest; values in float32 on `device`."""
+    """`TextFeatures` of B rows (numpy arrays or tensors, as `split_rows` gives), padded with
+    zeros to the longest; values in float32 on `device`."""
 
     def tensor(x: Any) -> torch.Tensor:
         return (
             x.float() if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x, np.float32))
         )
 
-    b = len(rows)
-    length = max(len(r[0]) for r in rows)
-    k = max(len(r[2]) for r in rows)
-    dim = len(rows[0][1])
-    tokens = torch.zeros(b, length, dim)
-    keywords = torch.zeros(b, k, dim)
-    mask = torch.zeros(b, length, dtype=torch.bool)
-    kw_mask = torch.zeros(b, k, dtype=torch.bool)
-    for i, (tok, _, kw, _) in enumerate(rows):
-        tokens[i, : len(tok)] = tensor(tok)
-        keywords[i, : len(kw)] = tensor(kw)
-        mask[i, : len(tok)] = True
-        kw_mask[i, : len(kw)] = True
-    sentence = torch.stack([tensor(r[1]) for r in rows])  # [B, C]
-    return TextFeatures(
-        tokens.to(device), mask.to(device), sentence.to(device), keywords.to(device),
-        kw_mask.to(device), [list(r[3]) for r in rows],
-    )  # fmt: skip
+    def padded(parts: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """[N_i, C] parts -> zero-padded [B, N, C] and mask [B, N]."""
+        lengths = torch.tensor([len(x) for x in parts])
+        values = pad_sequence([tensor(x) for x in parts], batch_first=True)
+        mask = torch.arange(values.shape[1])[None, :] < lengths[:, None]
+        return values.to(device), mask.to(device)
+
+    tokens, mask = padded([r[0] for r in rows])  # [B, L, C], [B, L]
+    keywords, kw_mask = padded([r[2] for r in rows])  # [B, K, C], [B, K]
+    sentence = torch.stack([tensor(r[1]) for r in rows]).to(device)  # [B, C]
+    return TextFeatures(tokens, mask, sentence, keywords, kw_mask, [list(r[3]) for r in rows])
 
 
 def _keyword_weights(
