@@ -338,6 +338,25 @@ def test_hf_text_keyword_is_mean_of_its_word_pieces(tmp_path) -> None:
     assert cut.keyword_strings == [["man", "blue"]]  # "shirts" was cut off
 
 
+def test_repeated_descriptions_are_encoded_once_at_inference(tmp_path) -> None:
+    torch.manual_seed(0)
+    enc = _tiny_bert(tmp_path).eval()
+    texts = ["the man in blue", "a red hat", "the man in blue", "the man in blue"]
+    calls = []
+    compute = enc._compute
+    enc._compute = lambda t: calls.append(list(t)) or compute(t)  # type: ignore[method-assign]
+    f = enc(texts)
+    assert calls == [["the man in blue", "a red hat"]]  # each sentence once
+    ref = compute(texts)  # every row computed
+    for name in ("tokens", "mask", "sentence", "keywords", "keyword_mask"):
+        torch.testing.assert_close(getattr(f, name), getattr(ref, name))
+    assert f.keyword_strings == ref.keyword_strings
+    enc.train()
+    calls.clear()
+    enc(texts)
+    assert calls == [texts]  # training: each row its own dropout draw
+
+
 def test_hf_text_errors_name_the_culprit(tmp_path) -> None:
     with pytest.raises(ConfigError, match="vocab_size"):
         _tiny_bert(tmp_path, hf_config=tiny_bert_config(5))

@@ -239,6 +239,26 @@ def test_batched_predict_equals_one_by_one(predictor, synth, tmp_path):
     assert len(together[2].detections) > 0
 
 
+def test_streamed_chunks_equal_one_batch(predictor, synth, tmp_path):
+    # one keyframe per chunk (decoded in one pass with overlapping clips, going back in time
+    # once, prepared in a worker thread while the model runs) equals all keyframes in one chunk
+    rec, video, boxes = record_boxes(synth, 3, tmp_path / "boxes.json")
+    times = [0.2, 0.5, 0.9, 1.5, 0.4]
+    det = f"boxes:{boxes}"
+    one = predictor.predict(video, rec.text, time=times, detector=det, batch_size=len(times))
+    seen = []
+    streamed = predictor.predict(
+        video, rec.text, time=times, detector=det, batch_size=1,
+        on_chunk=lambda keys, found: seen.append([k.time for k in keys]),
+    )  # fmt: skip
+    assert seen == [[t] for t in times]
+    assert [r.time for r in streamed] == times
+    for a, b in zip(one, streamed, strict=True):
+        assert a.clip_frames == b.clip_frames and a.detections == b.detections
+        assert np.allclose(a.probabilities, b.probabilities, atol=1e-5)
+        assert np.allclose(a.box, b.box, atol=1e-5)
+
+
 def test_python_api_results(predictor, synth):
     import ravar
 

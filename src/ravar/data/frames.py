@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 ON_ERROR_CHOICES = ("raise", "nearest")
 NEAREST_SEARCH = 15  # how many frames either side to look for a good one with on_error="nearest"
+SEEK_GAP = 300  # a video decoder seeks rather than decode more frames than this (x264's GOP: 250)
 
 
 def safe_join(root: Path, relative: str, what: str = "path") -> Path:
@@ -182,45 +184,103 @@ class VideoReader:
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         """Decoded frames `indices` (0 = first frame) as `[T, H, W, 3]` uint8 RGB."""
-        import av
-
         if not len(indices):
             raise ValueError("indices is empty")
+        got = dict(self.iter_frames(indices))
+        missing = [i for i in sorted(set(int(i) for i in indices)) if i not in got]
+        if missing:
+            raise FrameError(f"{self.path}: could not decode frames {missing[:5]}")
+        return np.stack([got[int(i)] for i in indices])  # [T, H, W, 3]
+
+    def iter_frames(
+        self, indices: Sequence[int], seek_gap: int = SEEK_GAP
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(frame number, `[H, W, 3]` uint8 RGB) for each of `indices` once, in increasing order,
+        from one forward pass of the decoder. It seeks (to the keyframe before the target) at the
+        start and when the next frame asked for is more than `seek_gap` frames ahead; frames it
+        cannot find are left out (`read` names them)."""
+        import av
+
         wanted = sorted(set(int(i) for i in indices))
+        if not wanted:
+            return
         if wanted[0] < 0 or wanted[-1] >= self.num_frames:
             raise FrameError(
                 f"{self.path}: frames {wanted[0]}..{wanted[-1]} asked for, the video has "
                 f"{self.num_frames} (0..{self.num_frames - 1}, {self.duration:.2f} s)"
             )
-        got: dict[int, np.ndarray] = {}
         try:
             with av.open(str(self.path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
-                # seek to the last keyframe at or before the first wanted frame
-                target_pts = self._start + int(Fraction(wanted[0]) / self._rate / self._time_base)
-                container.seek(target_pts, stream=stream, backward=True, any_frame=False)
-                for frame in container.decode(stream):
-                    if frame.pts is None:
-                        continue
-                    t = float((frame.pts - self._start) * self._time_base)
-                    n = int(round(t * self.fps))
-                    if n in got or n < wanted[0]:
-                        continue
-                    if n > wanted[-1]:
-                        break
-                    if n in wanted:
-                        got[n] = frame.to_ndarray(format="rgb24")
-                    if len(got) == len(wanted):
-                        break
+                k = 0  # wanted[k] is the next frame to give
+                while k < len(wanted):
+                    self._seek(container, stream, wanted[k])
+                    for frame in container.decode(stream):
+                        if frame.pts is None:
+                            continue
+                        n = self._frame_number(frame.pts)
+                        while k < len(wanted) and wanted[k] < n:
+                            k += 1  # not in the stream (a gap in the timestamps): left out
+                        if k == len(wanted):
+                            break
+                        if n == wanted[k]:
+                            yield n, frame.to_ndarray(format="rgb24")
+                            k += 1
+                            if k < len(wanted) and wanted[k] - n > seek_gap:
+                                break  # far ahead: seek instead of decoding the gap
+                    else:
+                        break  # end of the stream
         except FrameError:
             raise
-        except Exception as e:
+        except Exception as e:  # PyAV raises many types (InvalidDataError, OSError, ...)
             raise FrameError(f"{self.path}: cannot decode ({e})") from None
-        missing = [i for i in wanted if i not in got]
+
+    def _frame_number(self, pts: int) -> int:
+        """Frame number of a decoded frame with timestamp `pts`."""
+        return int(round(float((pts - self._start) * self._time_base) * self.fps))
+
+    def _seek(self, container: Any, stream: Any, index: int) -> None:
+        """Position the decoder at the last keyframe at or before frame `index`."""
+        target_pts = self._start + int(Fraction(index) / self._rate / self._time_base)
+        container.seek(target_pts, stream=stream, backward=True, any_frame=False)
+
+
+class FrameStream:
+    """Frames of one video for a planned sequence of reads (groups of frame numbers, e.g. the
+    clips of successive keyframe batches), decoded in one forward pass when the groups come in
+    time order: a frame shared by several groups is decoded once, and frames between groups are
+    not decoded twice (a new `VideoReader.read` per group would seek back to a keyframe)."""
+
+    def __init__(self, reader: VideoReader, groups: Sequence[Sequence[int]]) -> None:
+        self.reader = reader
+        self.groups = [sorted(set(int(i) for i in g)) for g in groups]
+        self._buffer: dict[int, np.ndarray] = {}  # decoded frames a later group needs
+        self._pass: Iterator[tuple[int, np.ndarray]] | None = None
+        self._position = -1  # last frame number the current pass gave
+
+    def read(self, group: int) -> tuple[list[int], np.ndarray]:
+        """(frame numbers, `[F, H, W, 3]` uint8 RGB) of group `group`, frame numbers sorted."""
+        wanted = self.groups[group]
+        later = {n for g in self.groups[group + 1 :] for n in g}
+        missing = [n for n in wanted if n not in self._buffer]
+        if missing and (self._pass is None or missing[0] <= self._position):
+            rest = {n for n in later if n > missing[0]}
+            self._pass = self.reader.iter_frames(sorted(set(missing) | rest))
         if missing:
-            raise FrameError(f"{self.path}: could not decode frames {missing[:5]}")
-        return np.stack([got[int(i)] for i in indices])  # [T, H, W, 3]
+            keep = set(wanted) | later
+            for n, frame in self._pass:
+                self._position = n
+                if n in keep:
+                    self._buffer[n] = frame
+                if n >= missing[-1]:
+                    break
+        lost = [n for n in wanted if n not in self._buffer]
+        if lost:
+            raise FrameError(f"{self.reader.path}: could not decode frames {lost[:5]}")
+        frames = np.stack([self._buffer[n] for n in wanted])  # [F, H, W, 3]
+        self._buffer = {n: f for n, f in self._buffer.items() if n in later}
+        return wanted, frames
 
 
 class VideoFileSource:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time as clock
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from ravar.errors import PredictError
 from ravar.inference.detectors import Detector, NoDetector, build_detector
 from ravar.inference.inputs import check_texts, open_video
 from ravar.inference.keyframes import Keyframe, keyframe_times
-from ravar.inference.prepare import prepare_chunk
+from ravar.inference.prepare import PreparedChunk, chunk_frames, prepare_chunk
 from ravar.inference.results import KeyframeResult, top_actions
 from ravar.models.base import RAVARModel
 
@@ -126,9 +127,11 @@ class Predictor:
 
         Times: `time` (seconds, one or a list), every `every` seconds from 0, or the middle of the
         video. `detector` overrides the predictor's for this call. Up to `batch_size` clips go
-        through the model at once; frames are decoded once per group of keyframes, and only the
-        frames those clips need. `on_chunk(keyframes, results)` is called after each group of
-        keyframes (e.g. to draw them without decoding them again)."""
+        through the model at once. Only the frames the clips need are decoded, in one forward
+        pass over the video for time-ordered keyframes; the next group of keyframes is decoded
+        and detected (in a worker thread) while the model runs on the current one.
+        `on_chunk(keyframes, results)` is called after each group of keyframes (e.g. to draw
+        them without decoding them again)."""
         texts = check_texts(text)
         if top_k < 1:
             raise PredictError(f"top_k: must be at least 1, got {top_k}")
@@ -138,17 +141,24 @@ class Predictor:
         times = keyframe_times(reader.duration, time, every)
         det = self.detector if detector is None else self.resolve_detector(detector)
         per_chunk = max(1, batch_size // len(texts))
+        chunks = [times[s : s + per_chunk] for s in range(0, len(times), per_chunk)]
+        frames = chunk_frames(reader, chunks, self.clip)
         results: list[KeyframeResult] = []
         bar = tqdm(total=len(times), unit="keyframe", disable=not progress, leave=False)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ravar-prepare")
         try:
-            for start in range(0, len(times), per_chunk):
-                chunk = times[start : start + per_chunk]
-                keyframes, found = self._predict_chunk(reader, chunk, texts, det, top_k, batch_size)
+            ahead = pool.submit(prepare_chunk, frames, 0, texts, det, self.clip)
+            for group in range(len(chunks)):
+                prepared = ahead.result()
+                if group + 1 < len(chunks):  # decode and detect the next group meanwhile
+                    ahead = pool.submit(prepare_chunk, frames, group + 1, texts, det, self.clip)
+                found = self._run_model(prepared, reader, top_k, batch_size)
                 if on_chunk is not None:
-                    on_chunk(keyframes, found)
+                    on_chunk(prepared.keyframes, found)
                 results += found
-                bar.update(len(chunk))
+                bar.update(len(prepared.times))
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
         return results
 
@@ -165,19 +175,13 @@ class Predictor:
         reader = open_video(video)
         times = keyframe_times(reader.duration, time, every)
         det = self.detector if detector is None else self.resolve_detector(detector)
-        return collate(prepare_chunk(reader, times, check_texts(text), det, self.clip).samples)
+        frames = chunk_frames(reader, [times], self.clip)
+        return collate(prepare_chunk(frames, 0, check_texts(text), det, self.clip).samples)
 
-    def _predict_chunk(
-        self,
-        reader: VideoReader,
-        times: list[float],
-        texts: list[str],
-        detector: Detector,
-        top_k: int,
-        batch_size: int,
-    ) -> tuple[list[Keyframe], list[KeyframeResult]]:
-        """(keyframes, results) for keyframe `times` and every sentence of `texts`."""
-        chunk = prepare_chunk(reader, times, texts, detector, self.clip)
+    def _run_model(
+        self, chunk: PreparedChunk, reader: VideoReader, top_k: int, batch_size: int
+    ) -> list[KeyframeResult]:
+        """The results of the samples of `chunk` (keyframes of `reader`'s video x sentences)."""
         probs, boxes, model_ms = [], [], []
         for s in range(0, len(chunk.samples), batch_size):
             batch = collate(chunk.samples[s : s + batch_size])
@@ -215,7 +219,7 @@ class Predictor:
                     },
                 )
             )
-        return chunk.keyframes, out
+        return out
 
 
 def load(

@@ -1,5 +1,6 @@
-"""One group of keyframes made ready for the model: frames decoded once, detections found,
-one sample per (keyframe, sentence) built as the dataset builds evaluation samples."""
+"""Groups of keyframes made ready for the model: the frames of all groups decoded in one forward
+pass, detections found, one sample per (keyframe, sentence) built as the dataset builds
+evaluation samples."""
 
 from __future__ import annotations
 
@@ -11,10 +12,29 @@ import numpy as np
 
 from ravar.data.dataset import ClipConfig
 from ravar.data.format import Detection
-from ravar.data.frames import VideoReader
+from ravar.data.frames import FrameStream, VideoReader
 from ravar.inference.clips import clip_plan, keyframe_inputs
 from ravar.inference.detectors import Detector
 from ravar.inference.keyframes import Keyframe, frame_at
+
+
+@dataclass
+class ChunkPlan:
+    """Which frames a group of keyframes needs: keyframe numbers, clips, their union."""
+
+    times: list[float]
+    keys: list[int]  # keyframe number per time
+    clips: list[np.ndarray]  # one [T] array of frame numbers per time
+    frames: list[int]  # sorted union of the clips' frames and the keyframes
+
+
+def plan_chunk(reader: VideoReader, times: list[float], config: ClipConfig) -> ChunkPlan:
+    """The frames that keyframe `times` of `reader`'s video need under clip settings `config`."""
+    n = reader.num_frames
+    keys = [frame_at(t, reader.fps, n) for t in times]
+    clips = [clip_plan(config, reader.fps, k, n) for k in keys]  # each [T]
+    frames = np.unique(np.concatenate([*clips, np.array(keys)]))  # sorted frame numbers
+    return ChunkPlan(list(times), keys, clips, [int(f) for f in frames])
 
 
 @dataclass
@@ -32,32 +52,48 @@ class PreparedChunk:
 
 
 def prepare_chunk(
-    reader: VideoReader,
-    times: list[float],
+    frames: FrameStream,
+    group: int,
     texts: list[str],
     detector: Detector,
     config: ClipConfig,
 ) -> PreparedChunk:
-    """Decode the union of the clips' frames of keyframe `times` with one read, detect on the
+    """Decode the frames of chunk `group` of `frames` (planned with `plan_chunk`), detect on the
     keyframes, and build one sample per (time, sentence)."""
-    n = reader.num_frames
-    keys = [frame_at(t, reader.fps, n) for t in times]
-    clips = [clip_plan(config, reader.fps, k, n) for k in keys]  # each [T]
-    wanted = np.unique(np.concatenate([*clips, np.array(keys)]))  # sorted frame numbers
+    plan = frames.plans[group]
     t0 = clock.perf_counter()
-    raw = reader.read(wanted.tolist())  # [F, H, W, 3] uint8 RGB
-    decode_ms = (clock.perf_counter() - t0) * 1000 / len(times)
-    rows = {int(f): i for i, f in enumerate(wanted)}
+    wanted, raw = frames.read(group)  # [F, H, W, 3] uint8 RGB
+    decode_ms = (clock.perf_counter() - t0) * 1000 / len(plan.times)
+    rows = {f: i for i, f in enumerate(wanted)}
+    fps = frames.reader.fps
 
-    keyframes = [Keyframe(raw[rows[k]], t, k, reader.fps) for t, k in zip(times, keys, strict=True)]
+    keys = zip(plan.times, plan.keys, strict=True)
+    keyframes = [Keyframe(raw[rows[k]], t, k, fps) for t, k in keys]
     t0 = clock.perf_counter()
     detections = detector.detect(keyframes)
-    detect_ms = (clock.perf_counter() - t0) * 1000 / len(times)
+    detect_ms = (clock.perf_counter() - t0) * 1000 / len(plan.times)
 
     samples, owners = [], []
-    for j, (k, clip) in enumerate(zip(keys, clips, strict=True)):
+    for j, (k, clip) in enumerate(zip(plan.keys, plan.clips, strict=True)):
         base = keyframe_inputs(raw, rows, clip, k, detections[j], config)
         for text in texts:
             samples.append({**base, "text": text})
             owners.append(j)
-    return PreparedChunk(times, keyframes, clips, detections, samples, owners, decode_ms, detect_ms)
+    return PreparedChunk(
+        plan.times, keyframes, plan.clips, detections, samples, owners, decode_ms, detect_ms
+    )
+
+
+class KeyframeFrames(FrameStream):
+    """The frames of a video's keyframe chunks, read in one forward pass (see `FrameStream`)."""
+
+    def __init__(self, reader: VideoReader, plans: list[ChunkPlan]) -> None:
+        super().__init__(reader, [p.frames for p in plans])
+        self.plans = plans
+
+
+def chunk_frames(
+    reader: VideoReader, chunks: list[list[float]], config: ClipConfig
+) -> KeyframeFrames:
+    """A frame stream over keyframe time groups `chunks` (each one `prepare_chunk` call)."""
+    return KeyframeFrames(reader, [plan_chunk(reader, c, config) for c in chunks])

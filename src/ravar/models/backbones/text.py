@@ -158,9 +158,28 @@ class TextEncoder(FrozenPartMixin):
         texts = self._check_texts(texts, "texts")
         if not texts:
             raise ValueError("texts is empty: a batch needs at least one description")
+        unique = list(dict.fromkeys(texts))
+        if len(unique) < len(texts) and not self.training:
+            # e.g. one sentence over many keyframes at inference: encode each sentence once
+            # (not in training, where duplicates would share one dropout draw)
+            where = {t: i for i, t in enumerate(unique)}
+            return self._select(self.forward(unique), [where[t] for t in texts])
         if self._store is not None:
             return self._from_store(texts)
         return self._compute(texts)
+
+    @staticmethod
+    def _select(feats: TextFeatures, rows: list[int]) -> TextFeatures:
+        """The features of descriptions `rows` of `feats`, in that order."""
+        index = torch.tensor(rows, device=feats.tokens.device)  # [B]
+        return TextFeatures(
+            feats.tokens[index],
+            feats.mask[index],
+            feats.sentence[index],
+            feats.keywords[index],
+            feats.keyword_mask[index],
+            [list(feats.keyword_strings[i]) for i in rows],
+        )
 
     def _from_store(self, texts: list[str]) -> TextFeatures:
         """`forward` with the cached sentences read from the store (the others computed)."""
