@@ -13,7 +13,7 @@ from ravar.data.dataset import ClipConfig, RAVARDataset, collate
 from ravar.data.format import DatasetMeta, FrameSourceSpec, Record, write_split
 from ravar.data.frames import FrameFolderSource, safe_join
 from ravar.data.transforms import denormalize, swap_left_right
-from ravar.errors import DataFormatError, FrameError
+from ravar.errors import DataFormatError, FrameError, RavarError
 from ravar.util.box_ops import hflip_boxes
 
 from builders import BOX, H, W, band_index, frame_pixels, make_frames_dataset, write_video
@@ -235,3 +235,38 @@ def test_jpeg_draft_decodes_smaller_and_reports_the_stored_size(tmp_path):
     assert isinstance(source, FrameFolderSource)
     decoded = source.read("vidA", [source.spec.frame_index(902)])
     assert decoded.shape[1:3] == (H, W)  # decoded at 1/8 scale: the smallest still >= (32, 48)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_uint8_items_normalised_by_to_device_equal_float_items(ds_dir, train):
+    from ravar.engine.batch import flatten_clips, to_device
+
+    # imagenet stats, a resize, multi-clip evaluation; training adds flips and temporal jitter
+    cfg = ClipConfig(num_frames=4, size=(24, 20), num_clips=2, hflip_prob=0.5)
+    floats = RAVARDataset(ds_dir, "val", cfg, train=train, seed=3)
+    small = RAVARDataset(ds_dir, "val", cfg, train=train, seed=3, uint8=True)
+    n = len(floats)
+    item = small[0]
+    assert item["frames"].dtype == torch.uint8 and item["keyframe"].dtype == torch.uint8
+    assert item["pixel_normalization"] == "imagenet" and "pixel_normalization" not in floats[0]
+    ref = collate([floats[i] for i in range(n)])
+    got = to_device(collate([small[i] for i in range(n)]), torch.device("cpu"))
+    assert "pixel_normalization" not in got and got["frames"].dtype == torch.float32
+    for key in ("frames", "keyframe"):
+        torch.testing.assert_close(got[key], ref[key], rtol=0, atol=1e-6)
+    assert got["text"] == ref["text"] and torch.equal(got["det_boxes"], ref["det_boxes"])
+    if not train:  # multi-clip batches flatten the same way
+        flat, k = flatten_clips(collate([small[i] for i in range(n)]))
+        assert k == 2 and len(flat["pixel_normalization"]) == 2 * n
+        torch.testing.assert_close(
+            to_device(flat, torch.device("cpu"))["frames"], flatten_clips(ref)[0]["frames"]
+        )
+
+
+def test_uint8_pixels_without_their_normalisation_are_refused(ds_dir):
+    from ravar.engine.batch import to_device
+
+    batch = collate([RAVARDataset(ds_dir, "val", ClipConfig(num_frames=2), uint8=True)[0]])
+    batch.pop("pixel_normalization")
+    with pytest.raises(RavarError, match="frames.*uint8 pixels without one pixel_normalization"):
+        to_device(batch, torch.device("cpu"))

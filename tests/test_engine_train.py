@@ -201,3 +201,28 @@ def test_max_steps_ends_the_run_mid_epoch_with_val_and_test(tmp_path, data_dir):
     assert [(r["epoch"], r["step"]) for r in rows] == [(1, 3), (2, 4)]
     assert rows[-1]["val"]["n"] == 5 and rows[-1]["lr"] == pytest.approx(0.0)  # schedule: 4 steps
     assert result.test is not None and result.test["n"] == 4
+
+
+def test_uint8_pixels_normalised_on_the_device_train_like_floats(tmp_path, data_dir, monkeypatch):
+    # on CUDA the trainer hands uint8 pixels to the device; forced here on the CPU
+    import ravar.engine.train as train_mod
+    from ravar.data.dataset import RAVARDataset
+
+    a = _fit(data_dir, tmp_path / "a", ["epochs=2", "seed=3"])
+    made = []
+
+    def uint8_dataset(*args, **kwargs):
+        made.append(RAVARDataset(*args, **{**kwargs, "uint8": True}))
+        return made[-1]
+
+    monkeypatch.setattr(train_mod, "RAVARDataset", uint8_dataset)
+    b = _fit(data_dir, tmp_path / "b", ["epochs=2", "seed=3"])
+    assert len(made) == 3 and made[0][0]["frames"].dtype == torch.uint8  # train, val, test
+    rows_a = read_log(tmp_path / "a" / "metrics.jsonl")
+    rows_b = read_log(tmp_path / "b" / "metrics.jsonl")
+    for ra, rb in zip(strip_times(rows_a), strip_times(rows_b), strict=True):
+        assert ra.keys() == rb.keys()
+        for k, v in ra.items():
+            assert rb[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+    assert b.test.keys() == a.test.keys()
+    assert all(b.test[k] == pytest.approx(v, rel=1e-4, abs=1e-6) for k, v in a.test.items())

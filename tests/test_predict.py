@@ -222,6 +222,26 @@ def test_inference_batch_equals_the_datasets_eval_batch(predictor, synth, tmp_pa
         assert torch.allclose(torch.tensor(result.box), box[0])
 
 
+def test_uint8_inference_inputs_normalise_to_the_float_ones(predictor, synth, tmp_path):
+    # on a GPU the predictor hands uint8 pixels to the device; to_device normalises them
+    from ravar.data.frames import VideoReader
+    from ravar.engine.batch import to_device
+    from ravar.inference.detectors import build_detector
+    from ravar.inference.prepare import chunk_frames, prepare_chunk
+
+    rec, video, boxes = record_boxes(synth, 2, tmp_path / "boxes.json")
+    det = build_detector(f"boxes:{boxes}")
+    reader = VideoReader(video)
+    made = {}
+    for uint8 in (False, True):
+        frames = chunk_frames(reader, [[0.0, rec.time]], predictor.clip)
+        samples = prepare_chunk(frames, 0, [rec.text], det, predictor.clip, uint8).samples
+        made[uint8] = to_device(collate(samples), torch.device("cpu"))
+    assert made[True]["frames"].dtype == torch.float32 and "pixel_normalization" not in made[True]
+    for key in ("frames", "keyframe", "det_boxes"):
+        torch.testing.assert_close(made[True][key], made[False][key], rtol=0, atol=1e-6)
+
+
 def test_batched_predict_equals_one_by_one(predictor, synth, tmp_path):
     rec, video, boxes = record_boxes(synth, 3, tmp_path / "boxes.json")
     texts = [rec.text, "the one with the red hat on the left"]

@@ -76,8 +76,10 @@ class RAVARDataset(Dataset):
         config: ClipConfig | None = None,
         train: bool = False,
         seed: int = 0,
+        uint8: bool = False,
     ) -> None:
         self.dataset_dir = dataset_dir
+        self.uint8 = uint8  # items carry uint8 pixels, normalised by `to_device` (on the GPU)
         self.split = split
         self.config = config or ClipConfig()
         self.train = train
@@ -187,11 +189,12 @@ class RAVARDataset(Dataset):
             width, height = self.source.full_size(rec.video_id, plan.key_frame)
         pos = {int(f): i for i, f in enumerate(wanted)}
         clip_rows = [pos[int(f)] for f in plan.clips.ravel()]
-        pixels = frames_to_tensor(raw[clip_rows], cfg.size, cfg.normalization)  # [K*T, 3, h, w]
+        size, norm = cfg.size, cfg.normalization
+        pixels = frames_to_tensor(raw[clip_rows], size, norm, self.uint8)  # [K*T, 3, h, w]
         if plan.key_slot >= 0:  # the keyframe is a frame of the (first) clip
             keyframe = pixels[plan.key_slot]  # [3, h, w]
         else:
-            keyframe = frames_to_tensor(raw[[pos[plan.key_frame]]], cfg.size, cfg.normalization)[0]
+            keyframe = frames_to_tensor(raw[[pos[plan.key_frame]]], size, norm, self.uint8)[0]
         frames = pixels.view(
             cfg.num_clips if not self.train else 1, cfg.num_frames, *pixels.shape[1:]
         )
@@ -222,6 +225,8 @@ class RAVARDataset(Dataset):
                 frames[0] if frames.shape[0] == 1 else frames
             )  # [T, 3, h, w] or [K, ...]
             item["keyframe"] = keyframe  # [3, h, w]
+            if self.uint8:  # how `to_device` turns the uint8 pixels into the model's input
+                item["pixel_normalization"] = self.config.normalization
         if cached is not None:
             item["visual_features"] = cached[0] if cached.shape[0] == 1 else cached  # [T, Q, C]
         return item | {

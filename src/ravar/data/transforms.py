@@ -28,16 +28,33 @@ def normalization_stats(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
 
 
-def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], normalization: str) -> torch.Tensor:
-    """uint8 RGB `[T, H, W, 3]` -> normalised float `[T, 3, h, w]` (whole frame resized, so
-    normalised boxes stay valid). The resize (bilinear, antialiased) runs on the uint8 pixels,
-    ten times faster than on floats, within 1/255 of it."""
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 RGB `[T, H, W, 3]` -> uint8 `[T, 3, h, w]` (channels-last in memory), the whole
+    frame resized (so normalised boxes stay valid). The resize (bilinear, antialiased) runs on
+    the uint8 pixels, ten times faster than on floats, within 1/255 of it."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, 3, H, W] uint8
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+def normalize_frames(x: torch.Tensor, normalization: str) -> torch.Tensor:
+    """uint8 RGB `[..., 3, h, w]` -> float32 `(x / 255 - mean) / std` on `x`'s device."""
     mean, std = normalization_stats(normalization)
-    x = x.contiguous()  # channels first while still uint8: the float passes below vectorise
-    return x.float().mul_(1.0 / (255.0 * std)).sub_(mean / std)  # (x / 255 - mean) / std
+    mean, std = mean.to(x.device), std.to(x.device)
+    return x.float().mul_(1.0 / (255.0 * std)).sub_(mean / std)
+
+
+def frames_to_tensor(
+    frames: np.ndarray, size: tuple[int, int], normalization: str, uint8: bool = False
+) -> torch.Tensor:
+    """uint8 RGB `[T, H, W, 3]` -> the model's `[T, 3, h, w]` pixels: normalised floats
+    (`resize_frames`, then `normalize_frames`), or with `uint8` the resized uint8 pixels (for
+    `ravar.engine.batch.to_device` to normalise on the device)."""
+    if uint8:
+        return resize_frames(frames, size)
+    x = resize_frames(frames, size).contiguous()  # channels first while uint8: floats vectorise
+    return normalize_frames(x, normalization)
 
 
 def denormalize(x: torch.Tensor, normalization: str) -> torch.Tensor:

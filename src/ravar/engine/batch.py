@@ -6,16 +6,36 @@ from typing import Any
 
 import torch
 
+from ravar.data.transforms import normalize_frames
+from ravar.errors import RavarError
+
 TARGET_KEYS = ("labels", "box")  # a batch with these makes the model compute its losses
 
 
+PIXEL_KEYS = ("frames", "keyframe")
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """`batch` with every tensor on `device` (other values unchanged)."""
+    """`batch` with every tensor on `device` (other values unchanged). uint8 pixels (a dataset
+    made with `uint8=True`: a quarter of the bytes to copy) are normalised there, as the
+    batch's `pixel_normalization` says."""
     non_blocking = device.type == "cuda"
-    return {
+    out = {
         k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
         for k, v in batch.items()
     }
+    names = out.pop("pixel_normalization", None)  # B strings, one per sample
+    names = [names] if isinstance(names, str) else names
+    for key in PIXEL_KEYS:
+        value = out.get(key)
+        if isinstance(value, torch.Tensor) and value.dtype == torch.uint8:
+            if not names or len(set(names)) != 1:
+                raise RavarError(
+                    f"batch[{key!r}] holds uint8 pixels without one pixel_normalization "
+                    f"(got {names!r})"
+                )
+            out[key] = normalize_frames(value, names[0])
+    return out
 
 
 def without_targets(batch: dict[str, Any], keep_box: bool = False) -> dict[str, Any]:

@@ -217,7 +217,7 @@ def evaluate_checkpoint(
     clip = model.config.clip
     if num_clips is not None:
         clip = dataclasses.replace(clip, num_clips=num_clips)
-    dataset = RAVARDataset(data_dir, split, clip, train=False)
+    dataset = RAVARDataset(data_dir, split, clip, train=False, uint8=ctx.device.type == "cuda")
     for line in attach_cache([model], [dataset], data_dir, cache, cache_dir):
         if progress and ctx.is_main:
             print(line, flush=True)

@@ -193,8 +193,11 @@ class Trainer:
         if ctx.is_distributed:
             torch.manual_seed(cfg.seed + 1_000_003 * ctx.rank)  # distinct dropout per rank
         clip = self.model.config.clip
-        self.train_ds = RAVARDataset(self.data_dir, "train", clip, train=True, seed=cfg.seed)
-        self.val_ds = RAVARDataset(self.data_dir, "val", clip, train=False)
+        self.uint8 = ctx.device.type == "cuda"  # pixels cross as uint8, normalised on the GPU
+        self.train_ds = RAVARDataset(
+            self.data_dir, "train", clip, train=True, seed=cfg.seed, uint8=self.uint8
+        )
+        self.val_ds = RAVARDataset(self.data_dir, "val", clip, train=False, uint8=self.uint8)
         if len(self.train_ds) == 0:
             raise RavarError(f"{annotation_path(self.data_dir, 'train')}: no instances")
         self.has_test = annotation_path(self.data_dir, "test").is_file()
@@ -444,7 +447,9 @@ class Trainer:
         if self.ctx.is_main:
             load_weights_into(model, find_checkpoint(self.out / "best") / WEIGHTS_FILE)
         self.ctx.broadcast_module(model)
-        test_ds = RAVARDataset(self.data_dir, "test", model.config.clip, train=False)
+        test_ds = RAVARDataset(
+            self.data_dir, "test", model.config.clip, train=False, uint8=self.uint8
+        )
         for line in self.feature_cache.attach_datasets([test_ds]):
             self._say(line)
         preds: Predictions = predict_dataset(

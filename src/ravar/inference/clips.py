@@ -29,22 +29,26 @@ def keyframe_inputs(
     key: int,
     detections: Sequence[Detection],
     config: ClipConfig,
+    uint8: bool = False,
 ) -> dict[str, Any]:
     """The text-independent part of one sample: clip, keyframe and detections of keyframe `key`.
 
     `raw` [F, H, W, 3] holds decoded frames; `rows` maps a frame number to its row in `raw`.
+    With `uint8`, pixels stay resized uint8 for `to_device` to normalise (as the dataset's).
     """
-    pixels = frames_to_tensor(raw[[rows[int(f)] for f in clip]], config.size, config.normalization)
+    size, norm = config.size, config.normalization
+    pixels = frames_to_tensor(raw[[rows[int(f)] for f in clip]], size, norm, uint8)  # [T, 3, h, w]
     slots = np.flatnonzero(clip == key)
     if len(slots):  # the keyframe is a frame of the clip
         keyframe = pixels[int(slots[0])]  # [3, h, w]
     else:
-        keyframe = frames_to_tensor(raw[[rows[key]]], config.size, config.normalization)[0]
+        keyframe = frames_to_tensor(raw[[rows[key]]], size, norm, uint8)[0]
     det_boxes, det_scores, det_categories, det_mask = pad_detections(
         detections, config.max_detections
     )
     height, width = raw.shape[1:3]
-    return {
+    extra = {"pixel_normalization": config.normalization} if uint8 else {}
+    return extra | {
         "frames": pixels,  # [T, 3, h, w]
         "keyframe": keyframe,  # [3, h, w]
         "key_slot": int(slots[0]) if len(slots) else -1,

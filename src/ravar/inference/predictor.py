@@ -146,12 +146,15 @@ class Predictor:
         results: list[KeyframeResult] = []
         bar = tqdm(total=len(times), unit="keyframe", disable=not progress, leave=False)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ravar-prepare")
+        uint8 = self.device.type == "cuda"  # pixels normalised on the GPU by to_device
         try:
-            ahead = pool.submit(prepare_chunk, frames, 0, texts, det, self.clip)
+            ahead = pool.submit(prepare_chunk, frames, 0, texts, det, self.clip, uint8)
             for group in range(len(chunks)):
                 prepared = ahead.result()
                 if group + 1 < len(chunks):  # decode and detect the next group meanwhile
-                    ahead = pool.submit(prepare_chunk, frames, group + 1, texts, det, self.clip)
+                    ahead = pool.submit(
+                        prepare_chunk, frames, group + 1, texts, det, self.clip, uint8
+                    )
                 found = self._run_model(prepared, reader, top_k, batch_size)
                 if on_chunk is not None:
                     on_chunk(prepared.keyframes, found)

@@ -57,9 +57,11 @@ def prepare_chunk(
     texts: list[str],
     detector: Detector,
     config: ClipConfig,
+    uint8: bool = False,
 ) -> PreparedChunk:
     """Decode the frames of chunk `group` of `frames` (planned with `plan_chunk`), detect on the
-    keyframes, and build one sample per (time, sentence)."""
+    keyframes, and build one sample per (time, sentence); `uint8` leaves the pixels for
+    `to_device` to normalise."""
     plan = frames.plans[group]
     t0 = clock.perf_counter()
     wanted, raw = frames.read(group)  # [F, H, W, 3] uint8 RGB
@@ -75,7 +77,7 @@ def prepare_chunk(
 
     samples, owners = [], []
     for j, (k, clip) in enumerate(zip(plan.keys, plan.clips, strict=True)):
-        base = keyframe_inputs(raw, rows, clip, k, detections[j], config)
+        base = keyframe_inputs(raw, rows, clip, k, detections[j], config, uint8)
         for text in texts:
             samples.append({**base, "text": text})
             owners.append(j)
