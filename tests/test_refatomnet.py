@@ -519,3 +519,26 @@ def test_base_builds_with_random_weights_and_runs():
         logits, boxes = model.predict(batch)
     assert logits.shape == (1, 80) and torch.isfinite(logits).all()
     assert_valid_boxes(boxes)
+
+
+@pytest.mark.parametrize("tokens", ["streams", "fused"])
+def test_referring_head_reads_the_tokens_its_switch_names(tokens):
+    torch.manual_seed(0)
+    model = create_model(
+        "refatomnet_tiny", **SCRATCH_TEXT, dropout=0.0, referring_tokens=tokens
+    ).eval()
+    assert model_config("refatomnet_tiny").referring_tokens == "streams"  # the tiny default
+    batch = make_batch()
+    seen = {}
+    model.referring.register_forward_hook(lambda m, args, out: seen.update(args=args))
+    with torch.no_grad():
+        model.predict(batch)
+        streams = model.streams(batch)
+        _, fused = model.fuse(streams)
+    want = streams if tokens == "streams" else fused
+    people, _, _, words, word_mask = seen["args"][:5]
+    torch.testing.assert_close(people, want[2][0])  # person tokens [B, D, dim]
+    torch.testing.assert_close(words, want[1][0])  # word tokens [B, L, dim]
+    assert torch.equal(word_mask, want[1][1])
+    other = fused if tokens == "streams" else streams
+    assert not torch.allclose(people, other[2][0], atol=1e-4)  # fusion changed the person tokens

@@ -65,6 +65,10 @@ class RefAtomNetConfig:
     num_bottlenecks: int = 4  # fusion="bottleneck" only
     referring: bool = False  # pick the referred person among the detections (needs use_location)
     select_weight: float = 1.0  # weight of the person-selection loss (referring only)
+    # which person and word tokens the referring head reads: "fused" (after the fusion blocks;
+    # checkpoints from before this switch) or "streams" (the projected streams before them, as
+    # RefAtomNet++'s head does: it learns to pick the referred person, "fused" stays near chance)
+    referring_tokens: Literal["fused", "streams"] = "fused"
     dropout: float = 0.1
     clip: ClipConfig = field(default_factory=ClipConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -328,12 +332,14 @@ class RefAtomNet(RAVARModel):
     def predict_with_aux(
         self, batch: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        t_agg, fused = self.fuse(self.streams(batch))
+        streams = self.streams(batch)
+        t_agg, fused = self.fuse(streams)
         t_agg = self.norm(t_agg)  # [B, dim]
         if self.referring is None or self.location is None:
             return self.action_head(t_agg), self.box_head(t_agg), {}  # [B, 80], [B, 4]
-        text_tokens, text_mask = fused[1]  # [B, L, dim], [B, L]
-        people = fused[2][0]  # location-semantic tokens after fusion [B, D, dim]
+        read = fused if self.config.referring_tokens == "fused" else streams
+        text_tokens, text_mask = read[1]  # [B, L, dim], [B, L]
+        people = read[2][0]  # location-semantic tokens [B, D, dim]
         person = self.location.person_mask(batch["det_mask"], batch["det_categories"])  # [B, D]
         ref = self.referring(
             people, person, batch["det_boxes"], text_tokens, text_mask, batch.get("box"),
@@ -359,6 +365,7 @@ def _tiny(**changes: Any) -> RefAtomNetConfig:
         text=TextConfig(kind="minilm", frozen=True, max_length=32),
         location=LocationConfig(hidden=128, appearance=True),
         referring=True,
+        referring_tokens="streams",
         dim=128,
         heads=4,
         depth=1,
