@@ -255,6 +255,7 @@ class FrameStream:
     def __init__(self, reader: VideoReader, groups: Sequence[Sequence[int]]) -> None:
         self.reader = reader
         self.groups = [sorted(set(int(i) for i in g)) for g in groups]
+        self._last_use = {n: g for g, frames in enumerate(self.groups) for n in frames}
         self._buffer: dict[int, np.ndarray] = {}  # decoded frames a later group needs
         self._pass: Iterator[tuple[int, np.ndarray]] | None = None
         self._position = -1  # last frame number the current pass gave
@@ -262,16 +263,15 @@ class FrameStream:
     def read(self, group: int) -> tuple[list[int], np.ndarray]:
         """(frame numbers, `[F, H, W, 3]` uint8 RGB) of group `group`, frame numbers sorted."""
         wanted = self.groups[group]
-        later = {n for g in self.groups[group + 1 :] for n in g}
         missing = [n for n in wanted if n not in self._buffer]
         if missing and (self._pass is None or missing[0] <= self._position):
-            rest = {n for n in later if n > missing[0]}
+            rest = {n for n, g in self._last_use.items() if g > group and n > missing[0]}
             self._pass = self.reader.iter_frames(sorted(set(missing) | rest))
         if missing:
-            keep = set(wanted) | later
+            needed = set(wanted)
             for n, frame in self._pass:
                 self._position = n
-                if n in keep:
+                if n in needed or self._last_use[n] > group:
                     self._buffer[n] = frame
                 if n >= missing[-1]:
                     break
@@ -279,7 +279,8 @@ class FrameStream:
         if lost:
             raise FrameError(f"{self.reader.path}: could not decode frames {lost[:5]}")
         frames = np.stack([self._buffer[n] for n in wanted])  # [F, H, W, 3]
-        self._buffer = {n: f for n, f in self._buffer.items() if n in later}
+        # keep only what a later group reads
+        self._buffer = {n: f for n, f in self._buffer.items() if self._last_use[n] > group}
         return wanted, frames
 
 

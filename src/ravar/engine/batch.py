@@ -15,6 +15,13 @@ TARGET_KEYS = ("labels", "box")  # a batch with these makes the model compute it
 PIXEL_KEYS = ("frames", "keyframe")
 
 
+def uint8_pixels(device: torch.device) -> bool:
+    """Whether loaders should hand `device` uint8 pixels for `to_device` to normalise there: on
+    CUDA (a quarter of the bytes to copy, normalisation on the GPU); on a CPU the loader's
+    workers normalise as well."""
+    return device.type == "cuda"
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """`batch` with every tensor on `device` (other values unchanged). uint8 pixels (a dataset
     made with `uint8=True`: a quarter of the bytes to copy) are normalised there, as the

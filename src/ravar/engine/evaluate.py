@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ravar.cache import attach_cache
 from ravar.data.dataset import RAVARDataset, collate
-from ravar.engine.batch import flatten_clips, to_device, without_targets
+from ravar.engine.batch import flatten_clips, to_device, uint8_pixels, without_targets
 from ravar.engine.checkpoint import find_checkpoint, load_model, read_checkpoint_config
 from ravar.engine.distributed import DistContext, shard_indices
 from ravar.engine.precision import autocast
@@ -217,7 +217,7 @@ def evaluate_checkpoint(
     clip = model.config.clip
     if num_clips is not None:
         clip = dataclasses.replace(clip, num_clips=num_clips)
-    dataset = RAVARDataset(data_dir, split, clip, train=False, uint8=ctx.device.type == "cuda")
+    dataset = RAVARDataset(data_dir, split, clip, train=False, uint8=uint8_pixels(ctx.device))
     for line in attach_cache([model], [dataset], data_dir, cache, cache_dir):
         if progress and ctx.is_main:
             print(line, flush=True)

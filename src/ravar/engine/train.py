@@ -37,7 +37,7 @@ from ravar.cache import FeatureCache
 from ravar.config import to_dict
 from ravar.data.dataset import RAVARDataset, collate
 from ravar.data.format import annotation_path
-from ravar.engine.batch import to_device
+from ravar.engine.batch import to_device, uint8_pixels
 from ravar.engine.checkpoint import (
     STATE_FILE,
     WEIGHTS_FILE,
@@ -193,7 +193,7 @@ class Trainer:
         if ctx.is_distributed:
             torch.manual_seed(cfg.seed + 1_000_003 * ctx.rank)  # distinct dropout per rank
         clip = self.model.config.clip
-        self.uint8 = ctx.device.type == "cuda"  # pixels cross as uint8, normalised on the GPU
+        self.uint8 = uint8_pixels(ctx.device)
         self.train_ds = RAVARDataset(
             self.data_dir, "train", clip, train=True, seed=cfg.seed, uint8=self.uint8
         )

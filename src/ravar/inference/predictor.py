@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ravar.data.dataset import collate
 from ravar.data.frames import VideoReader
-from ravar.engine.batch import to_device
+from ravar.engine.batch import to_device, uint8_pixels
 from ravar.errors import PredictError
 from ravar.inference.detectors import Detector, NoDetector, build_detector
 from ravar.inference.inputs import check_texts, open_video
@@ -146,7 +146,7 @@ class Predictor:
         results: list[KeyframeResult] = []
         bar = tqdm(total=len(times), unit="keyframe", disable=not progress, leave=False)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ravar-prepare")
-        uint8 = self.device.type == "cuda"  # pixels normalised on the GPU by to_device
+        uint8 = uint8_pixels(self.device)
         try:
             ahead = pool.submit(prepare_chunk, frames, 0, texts, det, self.clip, uint8)
             for group in range(len(chunks)):

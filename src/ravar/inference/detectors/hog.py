@@ -41,7 +41,7 @@ class HOGPersonDetector(Detector):
 
     The defaults were chosen on hand-drawn boxes of the shared 426x240 basketball clip
     (`benchmarks/hog_settings.py`): against the earlier 480 px / no trim they find more people
-    at IoU 0.5 (16 instead of 12 of 28) in less than half the time.
+    at IoU 0.5 (15 instead of 11 of 26) in less than half the time.
     """
 
     kind = "hog"
