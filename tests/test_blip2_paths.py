@@ -130,7 +130,9 @@ def test_qformer_text_refuses_a_checkpoint_without_the_text_path(tmp_path, blip2
     with pytest.raises(ConfigError, match="no Q-Former text path.*blip2-itm-vit-g"):
         build_text(TextConfig(kind="qformer", hf_name_or_path=str(folder)))
     with pytest.raises(ConfigError, match="exactly one"):
-        TextConfig(kind="qformer")
+        TextConfig(kind="qformer", hf_name_or_path=str(folder), hf_config=tiny_blip2_config())
+    with pytest.raises(ConfigError, match="needs hf_name_or_path: the local BLIP-2 folder"):
+        build_text(TextConfig(kind="qformer"))  # a recipe not yet pointed at its weights
 
 
 def test_one_key_points_a_paper_config_at_a_local_blip2(tmp_path, blip2_dir) -> None:

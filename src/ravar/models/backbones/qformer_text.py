@@ -80,6 +80,11 @@ class QFormerTextEncoder(HFTextEncoder):
         TextEncoder.__init__(self, config)
         from transformers import Blip2Config
 
+        if config.hf_name_or_path is None and config.hf_config is None:
+            raise ConfigError(
+                "TextConfig.kind='qformer' needs hf_name_or_path: the local BLIP-2 folder (e.g. "
+                "Salesforce/blip2-itm-vit-g; model.text.hf_name_or_path=DIR), or hf_config"
+            )
         if config.hf_config is not None:
             try:
                 hf_cfg = Blip2Config(**config.hf_config)

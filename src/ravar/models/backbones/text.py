@@ -72,7 +72,11 @@ class TextConfig:
                     f"vocab_size={self.vocab_size}, depth={self.depth}"
                 )
         elif self.kind in ("hf", "qformer"):
-            if (self.hf_name_or_path is None) == (self.hf_config is None):
+            # a qformer config may name its BLIP-2 folder later (a recipe file, then a
+            # `model.text.hf_name_or_path=DIR` override): building it without one is the error
+            neither_ok = self.kind == "qformer"
+            both = self.hf_name_or_path is not None and self.hf_config is not None
+            if both or (self.hf_name_or_path is None and self.hf_config is None and not neither_ok):
                 raise ConfigError(
                     f"TextConfig with kind={self.kind!r} needs exactly one of hf_name_or_path "
                     "(pretrained weights) or hf_config (random weights)"
