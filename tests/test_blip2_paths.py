@@ -144,7 +144,9 @@ def test_one_key_points_a_paper_config_at_a_local_blip2(tmp_path, blip2_dir) -> 
     assert visual.dim == 32 and visual.tokens_per_frame == 8  # the folder's tiny architecture
     # the same in a YAML file, and a later layer giving a config instead takes over again
     yaml_file = tmp_path / "run.yaml"
-    yaml_file.write_text(f"model_name: refatomnet_base\nmodel:\n  visual:\n    hf_name_or_path: {blip2_dir}\n")
+    yaml_file.write_text(
+        f"model_name: refatomnet_base\nmodel:\n  visual:\n    hf_name_or_path: {blip2_dir}\n"
+    )
     run = resolve_run_config(None, yaml_file)
     assert run.model.visual.hf_config is None
     tiny = tiny_blip2_config()
