@@ -8,10 +8,32 @@ from typing import Any
 
 from ravar.models.backbones import tiny_hf_config
 
-WORDS = (
-    "[PAD] [UNK] [CLS] [SEP] [MASK] the a man woman person in on at of left right red blue "
-    "shirt white black hair ##s ##ing"
-).split()
+WORDS = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "the",
+    "a",
+    "man",
+    "woman",
+    "person",
+    "in",
+    "on",
+    "at",
+    "of",
+    "left",
+    "right",
+    "red",
+    "blue",
+    "shirt",
+    "white",
+    "black",
+    "hair",
+    "##s",
+    "##ing",
+]
 
 
 def tiny_blip2_config() -> dict[str, Any]:
@@ -32,7 +54,7 @@ def write_vocab(path: Path) -> Path:
 
 def save_tiny_blip2(folder: Path) -> Path:
     """Save a random `Blip2ForImageTextRetrieval` and its tokenizer to `folder`."""
-    from transformers import Blip2Config, Blip2ForImageTextRetrieval, BertTokenizerFast
+    from transformers import BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval
 
     folder.mkdir(parents=True, exist_ok=True)
     model = Blip2ForImageTextRetrieval(Blip2Config(**tiny_blip2_config()))

@@ -1,8 +1,8 @@
 """The BLIP-2 Q-Former's text path as a text encoder (`TextConfig.kind="qformer"`): word and
-position embeddings, then the Q-Former's BERT layers without queries (self-attention and the text
-feed-forward layers), as LAVIS's `blip2_feature_extractor` computes its text features (the RefAtomNet
-papers' text stream). Token embeddings are the last hidden states (768-d for the papers' BLIP-2),
-not the 256-d contrastive projection.
+position embeddings, then the Q-Former's BERT layers without queries (self-attention and the
+text feed-forward layers), as LAVIS's `blip2_feature_extractor` computes its text features (the
+RefAtomNet papers' text stream). Token embeddings are the last hidden states (768-d for the
+papers' BLIP-2), not the 256-d contrastive projection.
 
 Weights come from a local BLIP-2 folder holding a stage-1 Q-Former with its text path (Hugging Face
 `Blip2ForImageTextRetrieval` / `Blip2TextModelWithProjection` checkpoints, such as

@@ -39,7 +39,6 @@ from ravar.config import ConfigError
 from ravar.models.backbones.frozen import FrozenPartMixin
 from ravar.util.hf_quiet import quiet_transformers
 
-
 FROZEN_CHOICES = ("all", "vision", "none")
 
 
