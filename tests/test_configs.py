@@ -163,3 +163,21 @@ def test_ravar_train_runs_a_recipe_file(tmp_path: Path, data_dir: Path) -> None:
     )
     assert saved["model"]["visual"]["frozen"] == "vision"
     assert saved["model"]["text"]["kind"] == "qformer"
+
+
+def test_bert_cosine_is_bertadams_warmup_cosine() -> None:
+    import math
+
+    from ravar.engine.schedule import lr_factor
+
+    total, warmup = 100, 30  # warmup_proportion 0.3 of 100 steps
+    assert lr_factor(9, total, warmup, "bert_cosine") == pytest.approx(10 / 30)
+    # after warmup: 0.5 * (1 + cos(pi * x)) of the whole run's progress x, so it drops at x = 0.3
+    for step in (30, 55, 99):
+        want = 0.5 * (1 + math.cos(math.pi * step / total))
+        assert lr_factor(step, total, warmup, "bert_cosine") == pytest.approx(want)
+    assert (
+        lr_factor(30, total, warmup, "bert_cosine")
+        < 0.8
+        < lr_factor(29, total, warmup, "bert_cosine")
+    )
