@@ -52,9 +52,13 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate (AdamW)
     weight_decay: float = 0.05  # not applied to biases and norm weights (1-D parameters)
     betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8  # AdamW epsilon
     warmup_steps: int | None = None  # linear warmup in optimizer steps; None: warmup_fraction
     warmup_fraction: float = 0.05  # of all optimizer steps
-    schedule: Literal["cosine", "constant"] = "cosine"  # after warmup
+    # after warmup: "cosine" from the peak down to lr * min_lr_ratio over the remaining steps;
+    # "constant"; "bert_cosine": BertAdam's warmup_cosine (the RefAtomNet papers' code), the factor
+    # 0.5 * (1 + cos(pi * step / total)) over the whole run, so it drops at the end of warmup
+    schedule: Literal["cosine", "constant", "bert_cosine"] = "cosine"
     min_lr_ratio: float = 0.0  # the cosine ends at lr * min_lr_ratio
     grad_clip: float | None = 1.0  # max gradient norm; None or 0: no clipping
     ema: float | None = None  # EMA decay of the weights (e.g. 0.999); None: off
@@ -79,6 +83,11 @@ class TrainConfig:
                 f"eval_batch_size must be >= 1, got {self.eval_batch_size}",
             ),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.eps > 0, f"eps must be > 0, got {self.eps}"),
+            (
+                all(0.0 <= b < 1.0 for b in self.betas),
+                f"betas must be in [0, 1), got {list(self.betas)}",
+            ),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (
                 self.warmup_steps is None or self.warmup_steps >= 0,
@@ -209,11 +218,41 @@ def _train_config(base: TrainConfig, overrides: Mapping[str, Any], where: str) -
         raise ConfigError(f"{where}: {e}") from None
 
 
+# a backbone config holds pretrained weights (a local folder) or a random-weight config, not both
+_WEIGHT_SOURCES = ("hf_name_or_path", "hf_config")
+
+
+def weight_source_overrides(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat model overrides in which setting one weight source of a backbone (`hf_name_or_path`:
+    pretrained weights from a local folder, whose own config then gives the architecture;
+    `hf_config`: random weights from a config dict) also clears the other one, which an earlier
+    layer (the named config, the YAML file) may have set. Setting both to values in the same
+    layer is an error."""
+    out = dict(flat)
+    for key, value in flat.items():
+        for mine, other in (_WEIGHT_SOURCES, _WEIGHT_SOURCES[::-1]):
+            if value is None or not (key == mine or key.endswith("." + mine)):
+                continue
+            sibling = key[: len(key) - len(mine)] + other
+            given = {k: v for k, v in flat.items() if k == sibling or k.startswith(sibling + ".")}
+            if any(v is not None for v in given.values()):
+                raise ConfigError(
+                    f"{key} and {sibling} are both set: give pretrained weights "
+                    f"({key[: len(key) - len(mine)]}hf_name_or_path, whose folder's config is "
+                    "used) or a random-weight config (hf_config), not both"
+                )
+            for k in given:
+                out.pop(k)
+            out[sibling] = None
+    return out
+
+
 def _model_config(name: str, base: Any | None, overrides: Mapping[str, Any], where: str) -> Any:
     try:
         cfg = base if base is not None else model_config(name)
         if overrides:
-            cfg = apply_overrides(cfg, flatten_keys(overrides, to_dict(cfg)))
+            flat = weight_source_overrides(flatten_keys(overrides, to_dict(cfg)))
+            cfg = apply_overrides(cfg, flat)
         return cfg
     except ConfigError as e:
         raise ConfigError(f"{where} (model {name!r}): {e}") from None
@@ -229,7 +268,8 @@ def resolve_run_config(
     """Resolve a run: `base` (a saved run, when resuming) or the named model's defaults and
     TrainConfig defaults, then the YAML `config_file`, then `overrides` (`key=value`, `model.`
     prefix for the model), then `flags` (TrainConfig keys given as command-line options; None
-    values are ignored)."""
+    values are ignored). A layer that sets a backbone's `hf_name_or_path` drops the `hf_config`
+    of the layers before it, and the other way round (`weight_source_overrides`)."""
     file_cfg = read_yaml_config(config_file) if config_file is not None else {}
     name = model_name or file_cfg.get("model_name") or (base.model_name if base else None)
     if not name:

@@ -12,11 +12,15 @@ def lr_factor(
 ) -> float:
     """Multiplier of the peak learning rate for optimizer step `step` (0-based) of `total_steps`:
     (step + 1) / warmup during warmup, then a cosine from 1 down to `min_ratio` at the last step
-    (or 1 for the "constant" schedule)."""
+    (or 1 for the "constant" schedule; for "bert_cosine", 0.5 * (1 + cos(pi * step / total)))."""
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
         return 1.0
+    if schedule == "bert_cosine":
+        # BertAdam's warmup_cosine: the cosine runs over the whole run's progress, not over the
+        # steps after warmup (and ignores min_ratio)
+        return 0.5 * (1.0 + math.cos(math.pi * step / max(1, total_steps)))
     if schedule != "cosine":
         raise ValueError(f"unknown schedule {schedule!r}")
     decay_steps = max(1, total_steps - warmup_steps - 1)

@@ -223,7 +223,7 @@ class Trainer:
         params = _param_groups(self.model, cfg.weight_decay)
         if not params:
             raise RavarError(f"model {self.run.model_name!r}: no trainable parameters")
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas))
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
         if cfg.amp != "off" and not amp_enabled(cfg.amp, ctx.device):
             self._say(f"note: amp={cfg.amp} applies on CUDA only; training in full precision")
         self.scaler = grad_scaler(cfg.amp, ctx.device)

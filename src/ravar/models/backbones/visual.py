@@ -8,16 +8,25 @@ Two kinds:
   config dict with random weights. Frames are folded into the batch `[B*T, 3, H, W]`, encoded one
   by one, and unfolded back to `[B, T, Q, C]`.
 
-A frozen backbone runs its frozen part under `torch.no_grad()` and keeps it in eval mode whatever
-`.train()` its parent calls; `frozen_part` names that part so that the owner model can also pass
-it to `RAVARModel.freeze`.
+`VisualConfig.frozen` says what is frozen: "all" (the whole backbone), "vision" (BLIP-2 only: the
+vision transformer, while the Q-Former and its query tokens train, as RefAtomNet did) or "none"
+(true / false are read as "all" / "none"). A frozen part runs under `torch.no_grad()` and stays in
+eval mode whatever `.train()` its parent calls; `frozen_part` names that part so that the owner
+model can also pass it to `RAVARModel.freeze`.
+
+Pretrained weights: `hf_name_or_path` names a local folder (or a name in the local HF cache) whose
+own config gives the architecture; `hf_config` builds random weights from a config dict instead.
+A config holds one of the two; when a run config sets `hf_name_or_path`, an inherited `hf_config`
+is dropped (see `ravar.engine.config.resolve_run_config`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +38,8 @@ from torch import nn
 from ravar.config import ConfigError
 from ravar.models.backbones.frozen import FrozenPartMixin
 from ravar.util.hf_quiet import quiet_transformers
+
+FROZEN_CHOICES = ("all", "vision", "none")
 
 
 @dataclass
@@ -49,9 +60,24 @@ class VisualConfig:
     hf_name_or_path: str | None = None  # hf: local folder or a name already in the local HF cache
     hf_kind: Literal["vit", "clip", "blip2"] = "vit"
     hf_config: dict[str, Any] | None = None  # hf: random weights from a config (tiny_hf_config)
-    frozen: bool = False
+    # what is frozen: "all", "vision" (BLIP-2: the ViT only; the Q-Former trains) or "none";
+    # true / false (older configs and checkpoints) mean "all" / "none"
+    frozen: bool | Literal["all", "vision", "none"] = "none"
 
     def __post_init__(self) -> None:
+        if isinstance(self.frozen, bool):
+            self.frozen = "all" if self.frozen else "none"
+        if self.frozen not in FROZEN_CHOICES:
+            raise ConfigError(
+                f"VisualConfig.frozen must be one of {list(FROZEN_CHOICES)} (or true / false), "
+                f"got {self.frozen!r}"
+            )
+        if self.frozen == "vision" and not (self.kind == "hf" and self.hf_kind == "blip2"):
+            raise ConfigError(
+                "VisualConfig.frozen='vision' freezes the vision transformer of a BLIP-2 and "
+                f"trains its Q-Former; kind={self.kind!r}, hf_kind={self.hf_kind!r} has no "
+                "Q-Former: use 'all' or 'none'"
+            )
         if isinstance(self.image_size, int):
             self.image_size = (self.image_size, self.image_size)
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
@@ -200,7 +226,7 @@ class ScratchVisualBackbone(VisualBackbone):
         q = config.tokens_per_frame
         self.pool_side = math.isqrt(q) if q is not None else None
         self.tokens_per_frame = q if q is not None else self.grid[0] * self.grid[1]
-        if config.frozen:
+        if config.frozen == "all":
             self._freeze(self)
 
     def _space_pos(self, h: int, w: int) -> torch.Tensor:
@@ -341,7 +367,11 @@ class Blip2VisionQFormer(nn.Module):
 
         super().__init__()
         self.vision_model = Blip2VisionModel(config.vision_config)
-        self.qformer = Blip2QFormerModel(config.qformer_config)
+        # the query path only: a stage-1 checkpoint's text feed-forward layers are not built here
+        # (the text encoder kind "qformer" reads them)
+        qformer_config = copy.deepcopy(config.qformer_config)
+        qformer_config.use_qformer_text_input = False
+        self.qformer = Blip2QFormerModel(qformer_config)
         n, c = config.num_query_tokens, config.qformer_config.hidden_size
         self.query_tokens = nn.Parameter(torch.zeros(1, n, c))
         nn.init.normal_(self.query_tokens, std=config.qformer_config.initializer_range)
@@ -361,10 +391,15 @@ class Blip2VisionQFormer(nn.Module):
                 f"{len(missing)} weights, e.g. {missing[:3]}"
             )
 
-    def forward(self, pixels: torch.Tensor, interpolate: bool = False) -> torch.Tensor:
-        image = self.vision_model(
-            pixel_values=pixels, interpolate_pos_encoding=interpolate
-        ).last_hidden_state  # [N, 1 + P, C_vision]
+    def forward(
+        self, pixels: torch.Tensor, interpolate: bool = False, vision_grad: bool = True
+    ) -> torch.Tensor:
+        """`vision_grad=False` runs the vision transformer under `torch.no_grad()` (frozen ViT,
+        trained Q-Former)."""
+        with nullcontext() if vision_grad else torch.no_grad():
+            image = self.vision_model(
+                pixel_values=pixels, interpolate_pos_encoding=interpolate
+            ).last_hidden_state  # [N, 1 + P, C_vision]
         queries = self.query_tokens.expand(pixels.shape[0], -1, -1)  # [N, Q, C_qformer]
         mask = torch.ones(image.shape[:2], dtype=torch.long, device=image.device)  # [N, 1 + P]
         return self.qformer(
@@ -411,8 +446,10 @@ class HFVisualBackbone(VisualBackbone):
             q = config.tokens_per_frame
             self.pool_side = math.isqrt(q) if q is not None else None
             self.tokens_per_frame = q if q is not None else grid[0] * grid[1]
-        if config.frozen:
+        if config.frozen == "all":
             self._freeze(self.model)
+        elif config.frozen == "vision":
+            self._freeze(self.model.vision_model)
 
     @staticmethod
     def _check_model_type(name: str, kind: str) -> None:
@@ -477,9 +514,12 @@ class HFVisualBackbone(VisualBackbone):
         b, t, _, h, w = frames.shape
         pixels = frames.flatten(0, 1)  # [B*T, 3, H, W]: frame-major within each clip
         interpolate = (h, w) != self.image_size
-        with self._grad_context():
+        vision_only = self.config.frozen == "vision"  # the Q-Former trains: no no_grad around it
+        with nullcontext() if vision_only else self._grad_context():
             if self.config.hf_kind == "blip2":
-                x = self.model(pixels, interpolate=interpolate)  # [B*T, Q, C]
+                x = self.model(
+                    pixels, interpolate=interpolate, vision_grad=not vision_only
+                )  # [B*T, Q, C]
             else:
                 x = self.model(
                     pixel_values=pixels, interpolate_pos_encoding=interpolate
@@ -491,7 +531,7 @@ class HFVisualBackbone(VisualBackbone):
 
 
 def build_visual(config: VisualConfig) -> VisualBackbone:
-    """The visual backbone `config` describes (frozen when `config.frozen`)."""
+    """The visual backbone `config` describes (frozen as `config.frozen` says)."""
     if config.kind == "scratch":
         return ScratchVisualBackbone(config)
     if config.kind == "hf":
