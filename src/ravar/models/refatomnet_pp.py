@@ -523,6 +523,23 @@ def refatomnet_pp_loss() -> LossConfig:
     )
 
 
+def authors_version(cfg: RefAtomNetPPConfig, dim: int | None = None) -> RefAtomNetPPConfig:
+    """`cfg` with every switch set to the authors' code: the visual views query the semantic
+    tokens, keyword-major trajectory scans, the batch-wide softplus ranking loss and the IRM
+    penalty (weight 1, as their code), and neither of ravar's additions (the referring head, crop
+    features of the detections); `dim` sets the fusion width (256 in their code)."""
+    loss = replace(refatomnet_pp_loss(), ranking="authors", irm_weight=1.0)
+    return replace(
+        cfg,
+        dim=cfg.dim if dim is None else dim,
+        cross_attention_queries="authors",
+        trajectory_scan="authors",
+        referring=False,
+        location=replace(cfg.location, appearance=False),
+        loss=loss,
+    )
+
+
 def _tiny() -> RefAtomNetPPConfig:
     """CPU size, with person-centric detection tokens and the referring head (see
     `ravar.models.refatomnet._tiny`)."""
@@ -565,4 +582,16 @@ register_model(
     "refatomnet_pp",
     _base,
     "RefAtomNet++ as in the paper: frozen BLIP-2 vision + Q-Former (32 queries), 8x224, width 768",
+)
+register_model(
+    "refatomnet_pp_tiny_authors",
+    "refatomnet_pp",
+    lambda: authors_version(_tiny()),
+    "RefAtomNet++, tiny, every switch as in the authors' code (docs/fidelity.md)",
+)
+register_model(
+    "refatomnet_pp_base_authors",
+    "refatomnet_pp",
+    lambda: authors_version(_base(), dim=256),
+    "RefAtomNet++, paper size, every switch as in the authors' code (width 256, docs/fidelity.md)",
 )
