@@ -103,12 +103,17 @@ class AgentAttention(nn.Module):
         [B, h, n_a, d] -> [B, h, N, n_a]."""
         return (self.scale * q @ agents.transpose(-1, -2)).softmax(-1)
 
+    def aggregation_map(self, agents: torch.Tensor, state: AgentState) -> torch.Tensor:
+        """Agent-key map softmax_over_tokens(s A K^T) over the valid keys of `state`:
+        agents [B, h, n_a, d] -> [B, h, n_a, N]."""
+        scores = self.scale * agents @ state.k.transpose(-1, -2)  # [B, h, n_a, N]
+        key_mask = None if state.mask is None else state.mask[:, None, None, :]  # [B, 1, 1, N]
+        return masked_softmax(scores, key_mask, dim=-1)
+
     def aggregate(self, agents: torch.Tensor, state: AgentState) -> torch.Tensor:
         """Agent aggregation V_A = softmax_over_tokens(s A K^T) V over the valid keys of
         `state`: agents [B, h, n_a, d] -> [B, h, n_a, d]."""
-        scores = self.scale * agents @ state.k.transpose(-1, -2)  # [B, h, n_a, N]
-        key_mask = None if state.mask is None else state.mask[:, None, None, :]  # [B, 1, 1, N]
-        return masked_softmax(scores, key_mask, dim=-1) @ state.v  # [B, h, n_a, d]
+        return self.aggregation_map(agents, state) @ state.v  # [B, h, n_a, d]
 
     def broadcast(
         self, agent_map: torch.Tensor, v_agents: torch.Tensor, mask: torch.Tensor | None
@@ -172,6 +177,74 @@ def fuse_agents(visual_agents: torch.Tensor, other_agents: list[torch.Tensor]) -
     over_channels = s.softmax(dim=-1)
     over_heads = s.softmax(dim=1)
     return (visual_agents + over_channels * visual_agents + over_heads * visual_agents) / 3
+
+
+def resample_tokens(maps: torch.Tensor, mask: torch.Tensor | None, n_out: int) -> torch.Tensor:
+    """Each sample's valid entries (mask [B, N], in order) of maps [B, h, n_a, N], linearly
+    resampled along the token axis to n_out points with both ends kept:
+
+        n = number of valid entries,  x_j = j (n - 1) / (n_out - 1),  j = 0 .. n_out - 1
+        out[..., j] = (1 - frac(x_j)) m[floor(x_j)] + frac(x_j) m[floor(x_j) + 1]
+
+    Identity when all N entries are valid and N == n_out; zeros for a sample with none.
+    Returns [B, h, n_a, n_out]."""
+    b, n_tok = maps.shape[0], maps.shape[-1]
+    if mask is None:
+        mask = torch.ones(b, n_tok, dtype=torch.bool, device=maps.device)
+    mask = mask.bool()
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # [B, N] valid first
+    packed = maps.gather(-1, order[:, None, None, :].expand_as(maps))  # [B, h, n_a, N]
+    last = (mask.sum(1) - 1).clamp(min=0)  # [B] index of the last valid entry
+    steps = torch.linspace(0.0, 1.0, n_out, device=maps.device, dtype=maps.dtype)  # [n_out]
+    pos = steps[None, :] * last[:, None].to(maps.dtype)  # [B, n_out]
+    lo = pos.floor().long().clamp(max=n_tok - 1)  # [B, n_out]
+    hi = torch.minimum(lo + 1, last[:, None])  # [B, n_out]
+    frac = (pos - lo.to(maps.dtype))[:, None, None, :]  # [B, 1, 1, n_out]
+    shape = (*maps.shape[:-1], n_out)
+
+    def at(index: torch.Tensor) -> torch.Tensor:
+        return packed.gather(-1, index[:, None, None, :].expand(shape))  # [B, h, n_a, n_out]
+
+    out = (1 - frac) * at(lo) + frac * at(hi)
+    return out * mask.any(1)[:, None, None, None]
+
+
+def cross_stream_attend_authors(
+    attention: AgentAttention,
+    st: AgentState,
+    others: list[AgentState],
+    cross_attention_fusion: bool = True,
+    cross_token_fusion: bool = True,
+) -> torch.Tensor:
+    """The cross-stream fusion of the authors' code (`caaf_maps="authors"`): CAAF fuses the
+    agent-key aggregation maps, each stream's map made of its OWN agents and keys, and the fused
+    agents (CATF) serve the broadcast:
+
+        G_v   = softmax_over_tokens(s A_v K_v^T)       [B, h, n_a, N_v]
+        G_pi  = softmax_over_tokens(s A_pi K_pi^T)     [B, h, n_a, N_pi]  -> resampled to N_v
+        G_hat = AVG[G_v, sigma_tokens(S) * G_v, sigma_h(S) * G_v],  S = sum_pi G_pi
+        A_hat = CATF(A_v; A_pi)   or A_v when off
+        out   = softmax(s Q_v A_hat^T) (G_hat V_v)     [B, N_v, C]
+
+    The authors' streams all have 32 tokens (learned projections along the token axis), so their
+    maps add index by index; ravar's streams differ in length, so each other map's valid entries
+    are linearly resampled to the visual stream's N_v (`resample_tokens`; the identity at equal
+    lengths)."""
+    gather_map = attention.aggregation_map(st.agents, st)  # [B, h, n_a, N_v]
+    if cross_attention_fusion and others:
+        n_v = gather_map.shape[-1]
+        other_maps = [
+            resample_tokens(attention.aggregation_map(o.agents, o), o.mask, n_v).transpose(-1, -2)
+            for o in others
+        ]  # each [B, h, N_v, n_a]
+        gather_map = fuse_maps(gather_map.transpose(-1, -2), other_maps, st.mask).transpose(
+            -1, -2
+        )  # [B, h, n_a, N_v]
+    v_agents = gather_map @ st.v  # [B, h, n_a, d]
+    agents = st.agents  # [B, h, n_a, d]
+    if cross_token_fusion:
+        agents = fuse_agents(agents, [o.agents for o in others])
+    return attention.broadcast(attention.agent_map(st.q, agents), v_agents, st.mask)
 
 
 def cross_stream_attend(

@@ -3,7 +3,9 @@ attention per stream, cross-stream agent-attention fusion (CAAF) and agent-token
 stream aggregation and MLP heads for the actions and the keyframe box.
 
 The fusion ablations of the paper are config switches: `fusion` ("agent", "add", "concat",
-"bottleneck"), `use_location`, `cross_attention_fusion`, `cross_token_fusion`.
+"bottleneck"), `use_location`, `cross_attention_fusion`, `cross_token_fusion`. Where the authors'
+code differs from the paper's formula, `caaf_maps="authors"` gives their version (see
+docs/fidelity.md; `refatomnet_tiny_authors` / `refatomnet_base_authors` set every such switch).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from torch import nn
 from ravar.config import ConfigError
 from ravar.data.dataset import ClipConfig
 from ravar.errors import RavarError
-from ravar.models.agent_attention import AgentAttention, cross_stream_attend
+from ravar.models.agent_attention import (
+    AgentAttention,
+    cross_stream_attend,
+    cross_stream_attend_authors,
+)
 from ravar.models.backbones import (
     LocationConfig,
     LocationSemanticEncoder,
@@ -36,6 +42,7 @@ from ravar.models.referring import ReferringHead
 from ravar.models.registry import register_family, register_model
 
 Fusion = Literal["agent", "add", "concat", "bottleneck"]
+CAAF_MAPS: tuple[str, ...] = ("query_agent", "authors")
 
 
 class BatchError(RavarError, ValueError):
@@ -62,6 +69,10 @@ class RefAtomNetConfig:
     use_location: bool = True  # False: w/o location-semantic stream (LSAS)
     cross_attention_fusion: bool = True  # False: w/o CAAF
     cross_token_fusion: bool = True  # False: w/o CATF
+    # which agent maps CAAF fuses: "query_agent" (the paper's formula: the visual queries against
+    # every stream's agents; CATF then feeds the aggregation) or "authors" (their code: each
+    # stream's own agent-key maps; CATF then feeds the broadcast). See `agent_attention`.
+    caaf_maps: Literal["query_agent", "authors"] = "query_agent"
     num_bottlenecks: int = 4  # fusion="bottleneck" only
     referring: bool = False  # pick the referred person among the detections (needs use_location)
     select_weight: float = 1.0  # weight of the person-selection loss (referring only)
@@ -84,6 +95,10 @@ class RefAtomNetConfig:
                 raise ConfigError(f"RefAtomNetConfig.{key} must be >= 1, got {getattr(self, key)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"RefAtomNetConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.caaf_maps not in CAAF_MAPS:
+            raise ConfigError(
+                f"RefAtomNetConfig.caaf_maps must be one of {CAAF_MAPS}, got {self.caaf_maps!r}"
+            )
         if self.referring and not self.use_location:
             raise ConfigError(
                 "RefAtomNetConfig.referring picks a person among the detections: it needs "
@@ -128,6 +143,9 @@ class AgentBlock(nn.Module):
         self.cross = cross
         self.caaf = cfg.cross_attention_fusion
         self.catf = cfg.cross_token_fusion
+        self.fuse = (
+            cross_stream_attend_authors if cfg.caaf_maps == "authors" else cross_stream_attend
+        )
         self.mlps = nn.ModuleList(
             TokenMLP(cfg.dim, cfg.mlp_ratio, cfg.dropout) for _ in range(num_streams)
         )
@@ -139,7 +157,7 @@ class AgentBlock(nn.Module):
         ]
         outs = [attn.attend(st) for attn, st in zip(self.attn[1:], states[1:], strict=True)]
         if self.cross:
-            visual = cross_stream_attend(
+            visual = self.fuse(
                 self.attn[0], states[0], states[1:], self.caaf, self.catf
             )  # [B, N_v, C]
         else:
@@ -391,8 +409,39 @@ def _base() -> RefAtomNetConfig:
     )
 
 
+def authors_loss() -> LossConfig:
+    """The RefAtomNet authors' loss: 5 x BCE + MSE averaged over the 4 box numbers (LossConfig
+    sums them, hence 1/4)."""
+    return LossConfig(action="bce", action_weight=5.0, box_mse_weight=0.25)
+
+
+def authors_version(cfg: RefAtomNetConfig) -> RefAtomNetConfig:
+    """`cfg` with every switch set to the authors' code: their CAAF / CATF maps, their loss
+    weights, and neither of ravar's additions (the referring head, crop features of the
+    detections)."""
+    return replace(
+        cfg,
+        caaf_maps="authors",
+        referring=False,
+        location=replace(cfg.location, appearance=False),
+        loss=authors_loss(),
+    )
+
+
 register_model("refatomnet_tiny", "refatomnet", _tiny, "RefAtomNet, CPU size (scratch video)")
 register_model("refatomnet_base", "refatomnet", _base, "RefAtomNet, paper size (BLIP-2, MiniLM)")
+register_model(
+    "refatomnet_tiny_authors",
+    "refatomnet",
+    lambda: authors_version(_tiny()),
+    "RefAtomNet, CPU size, every switch as in the authors' code (docs/fidelity.md)",
+)
+register_model(
+    "refatomnet_base_authors",
+    "refatomnet",
+    lambda: authors_version(replace(_base(), heads=1)),
+    "RefAtomNet, paper size, every switch as in the authors' code (1 head, docs/fidelity.md)",
+)
 for _name, _changes, _doc in (
     ("fusion_add", {"fusion": "add"}, "fusion by addition of the pooled streams"),
     ("fusion_concat", {"fusion": "concat"}, "fusion by concatenation of the pooled streams"),

@@ -19,6 +19,10 @@ Pipeline (shapes for one batch; C = `dim`):
     tokens attend to the view, and their masked mean is that level's summary; the summaries of the
     levels a clip has (no scene-attribute level without detections) are averaged into one vector
     per view.
+    (`cross_attention_queries="authors"`: the view's tokens attend to the level's tokens instead,
+    and the summary is their mean over the view; `trajectory_scan="authors"`: a level's
+    trajectories are scanned keyword after keyword as one sequence and averaged over keywords
+    into [B, T, C], then the keyword level is scanned once more along time. See docs/fidelity.md.)
     Two head sets (ActionHead + BoxHead), one on each view's summary; logits and boxes are
     averaged (the mean of two valid boxes is a valid box).
 
@@ -66,7 +70,9 @@ from ravar.models.trajectory import (
     flatten_trajectories,
     from_per_token_sequences,
     from_time_major,
+    mean_over_trajectories,
     per_token_sequences,
+    scan_keyword_major,
     scan_trajectories,
     select_trajectories,
     spatial_view,
@@ -75,6 +81,8 @@ from ravar.models.trajectory import (
 )
 
 LEVELS: tuple[str, ...] = ("keyword", "object", "sentence")
+CROSS_QUERIES: tuple[str, ...] = ("semantic", "authors")
+TRAJECTORY_SCANS: tuple[str, ...] = ("per_trajectory", "authors")
 VIEWS: tuple[str, ...] = ("temporal", "spatial")
 
 
@@ -110,6 +118,13 @@ class RefAtomNetPPConfig:
     loss_per_head: bool = True  # losses of each head set, averaged (else: of the mean output)
     referring: bool = False  # pick the referred person among the detections (needs use_objects)
     select_weight: float = 1.0  # weight of the person-selection loss (referring only)
+    # which side queries in the semantic-aligned cross-attention: "semantic" (a level's tokens
+    # attend to the visual view) or "authors" (the view's tokens attend to the level's tokens)
+    cross_attention_queries: Literal["semantic", "authors"] = "semantic"
+    # "per_trajectory" (each trajectory scanned on its own along time) or "authors" (all of a
+    # clip's trajectories as one keyword-major sequence, mean over keywords, then the keyword
+    # level scanned again along time)
+    trajectory_scan: Literal["per_trajectory", "authors"] = "per_trajectory"
     clip: ClipConfig = field(default_factory=ClipConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -125,6 +140,15 @@ class RefAtomNetPPConfig:
         if self.visual_scan not in ("temporal", "flat", "both"):
             raise ValueError(
                 f"visual_scan must be 'temporal', 'flat' or 'both', got {self.visual_scan!r}"
+            )
+        if self.cross_attention_queries not in CROSS_QUERIES:
+            raise ValueError(
+                f"cross_attention_queries must be one of {CROSS_QUERIES}, "
+                f"got {self.cross_attention_queries!r}"
+            )
+        if self.trajectory_scan not in TRAJECTORY_SCANS:
+            raise ValueError(
+                f"trajectory_scan must be one of {TRAJECTORY_SCANS}, got {self.trajectory_scan!r}"
             )
         if not (self.use_keywords or self.use_objects or self.use_sentence):
             raise ValueError("use_keywords, use_objects and use_sentence cannot all be false")
@@ -159,9 +183,18 @@ class CrossAttentionBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """x [B, N, C], context [B, M, C] -> [B, N, C]."""
-        attended, _ = self.attn(x, context, context, need_weights=False)  # [B, N, C]
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x [B, N, C], context [B, M, C] (context_mask [B, M], True = valid; a row with no valid
+        entry attends to all of them) -> [B, N, C]."""
+        padding = None
+        if context_mask is not None:
+            valid = context_mask.bool() | ~context_mask.bool().any(1, keepdim=True)  # [B, M]
+            padding = ~valid
+        attended, _ = self.attn(
+            x, context, context, key_padding_mask=padding, need_weights=False
+        )  # [B, N, C]
         x = self.norm1(x + self.drop(attended))  # [B, N, C]
         return self.norm2(x + self.drop(self.ffn(x)))  # [B, N, C]
 
@@ -216,6 +249,9 @@ class RefAtomNetPP(RAVARModel):
         self.sentence_proj = nn.Linear(self.text.dim, c) if cfg.use_sentence else None
         self.keyword_scan = mamba() if cfg.use_keywords else None
         self.object_scan = mamba() if cfg.use_objects else None
+        # the authors' second scan of the keyword level, along time after the mean over keywords
+        authors_scan = cfg.trajectory_scan == "authors" and cfg.use_keywords
+        self.keyword_time_scan = mamba() if authors_scan else None
 
         self.cross = nn.ModuleDict(
             {
@@ -294,11 +330,10 @@ class RefAtomNetPP(RAVARModel):
         if self.keyword_proj is not None and self.keyword_scan is not None:
             keywords = self.keyword_proj(text.keywords)  # [B, K, C]
             sel = self._trajectories(keywords, tokens)  # tokens [B, K, T, C]
-            scanned = scan_trajectories(sel.tokens, text.keyword_mask, self.keyword_scan)
+            out["keyword_tokens"], out["keyword_mask"], _ = self._scan_level(
+                sel.tokens, text.keyword_mask, self.keyword_scan, self.keyword_time_scan
+            )  # [B, K*T, C], [B, K*T] (authors' scan: [B, T, C], [B, T])
             out["keyword_selection"] = sel
-            out["keyword_tokens"], out["keyword_mask"] = flatten_trajectories(
-                scanned, text.keyword_mask
-            )  # [B, K*T, C], [B, K*T]
 
         if (
             self.location is not None
@@ -322,10 +357,11 @@ class RefAtomNetPP(RAVARModel):
             )  # [B, D, C]
             det_mask = self.location.keep_mask(batch["det_mask"], categories)  # [B, D]
             sel = self._trajectories(self.object_proj(objects), tokens)  # tokens [B, D, T, C]
-            scanned = scan_trajectories(sel.tokens, det_mask, self.object_scan)
+            out["object_tokens"], out["object_mask"], scanned = self._scan_level(
+                sel.tokens, det_mask, self.object_scan
+            )  # [B, D*T, C], [B, D*T] (authors' scan: [B, T, C], [B, T]); scanned [B, D, T, C]
             out["people"] = objects + scanned.mean(dim=2)  # [B, D, C] per detection
             out["object_selection"] = sel
-            out["object_tokens"], out["object_mask"] = flatten_trajectories(scanned, det_mask)
 
         if self.sentence_proj is not None:
             out["sentence_tokens"] = self.sentence_proj(text.sentence)[:, None, :]  # [B, 1, C]
@@ -341,9 +377,11 @@ class RefAtomNetPP(RAVARModel):
         for view, context in views.items():
             per_level = torch.stack(
                 [
-                    masked_mean(
-                        self.cross[f"{view}_{level}"](out[f"{level}_tokens"], context),  # [B, N, C]
+                    self._cross_summary(
+                        self.cross[f"{view}_{level}"],
+                        out[f"{level}_tokens"],
                         out[f"{level}_mask"],
+                        context,
                     )  # [B, C]
                     for level in self.levels
                 ],
@@ -354,6 +392,47 @@ class RefAtomNetPP(RAVARModel):
             )  # [B, C]: mean over the levels present
             out[f"summary_{view}"] = self.summary_norm[view](summary)
         return out
+
+    def _scan_level(
+        self,
+        trajectories: torch.Tensor,
+        mask: torch.Tensor,
+        scan: nn.Module,
+        time_scan: nn.Module | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A level's trajectories [B, K, T, C] (mask [B, K]) -> its tokens and their mask for the
+        cross-attention, and the scanned trajectories [B, K, T, C]:
+
+            per_trajectory: S = each trajectory scanned along T;  tokens = S flattened [B, K*T, C]
+            authors:        S = one keyword-major scan of all K (`scan_keyword_major`);
+                            tokens = time_scan(mean_k S), or mean_k S without time_scan  [B, T, C]
+        """
+        if self.config.trajectory_scan == "per_trajectory":
+            scanned = scan_trajectories(trajectories, mask, scan)  # [B, K, T, C]
+            tokens, token_mask = flatten_trajectories(scanned, mask)  # [B, K*T, C], [B, K*T]
+            return tokens, token_mask, scanned
+        scanned = scan_keyword_major(trajectories, mask, scan)  # [B, K, T, C]
+        level = mean_over_trajectories(scanned, mask)  # [B, T, C]
+        if time_scan is not None:
+            level = time_scan(level)  # [B, T, C]
+        level_mask = mask.bool().any(1, keepdim=True).expand(-1, level.shape[1])  # [B, T]
+        return level, level_mask, scanned
+
+    def _cross_summary(
+        self,
+        block: CrossAttentionBlock,
+        level: torch.Tensor,
+        level_mask: torch.Tensor,
+        view: torch.Tensor,
+    ) -> torch.Tensor:
+        """One level's summary [B, C] for one view [B, M, C], from its tokens [B, N, C]:
+
+        semantic: mean_n over the valid n of  CrossAttn(queries=level, context=view)
+        authors:  mean_m over all m of        CrossAttn(queries=view, context=valid level)
+        """
+        if self.config.cross_attention_queries == "authors":
+            return block(view, level, level_mask).mean(1)  # [B, M, C] -> [B, C]
+        return masked_mean(block(level, view), level_mask)  # [B, N, C] -> [B, C]
 
     def needs_frames_with_cache(self) -> bool:
         return self.location is not None and self.location.appearance is not None
@@ -444,6 +523,23 @@ def refatomnet_pp_loss() -> LossConfig:
     )
 
 
+def authors_version(cfg: RefAtomNetPPConfig, dim: int | None = None) -> RefAtomNetPPConfig:
+    """`cfg` with every switch set to the authors' code: the visual views query the semantic
+    tokens, keyword-major trajectory scans, the batch-wide softplus ranking loss and the IRM
+    penalty (weight 1, as their code), and neither of ravar's additions (the referring head, crop
+    features of the detections); `dim` sets the fusion width (256 in their code)."""
+    loss = replace(refatomnet_pp_loss(), ranking="authors", irm_weight=1.0)
+    return replace(
+        cfg,
+        dim=cfg.dim if dim is None else dim,
+        cross_attention_queries="authors",
+        trajectory_scan="authors",
+        referring=False,
+        location=replace(cfg.location, appearance=False),
+        loss=loss,
+    )
+
+
 def _tiny() -> RefAtomNetPPConfig:
     """CPU size, with person-centric detection tokens and the referring head (see
     `ravar.models.refatomnet._tiny`)."""
@@ -486,4 +582,16 @@ register_model(
     "refatomnet_pp",
     _base,
     "RefAtomNet++ as in the paper: frozen BLIP-2 vision + Q-Former (32 queries), 8x224, width 768",
+)
+register_model(
+    "refatomnet_pp_tiny_authors",
+    "refatomnet_pp",
+    lambda: authors_version(_tiny()),
+    "RefAtomNet++, tiny, every switch as in the authors' code (docs/fidelity.md)",
+)
+register_model(
+    "refatomnet_pp_base_authors",
+    "refatomnet_pp",
+    lambda: authors_version(_base(), dim=256),
+    "RefAtomNet++, paper size, every switch as in the authors' code (width 256, docs/fidelity.md)",
 )

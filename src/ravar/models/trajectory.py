@@ -12,6 +12,12 @@ The selection is trainable (the authors' argmax gave the query projections no gr
                         one-hot pick; backward: the gradient of the temperature softmax)
     trajectory[b, k, t] = sum_q w[b, k, t, q] * token[b, t, q]
 
+How the trajectories are scanned (`RefAtomNetPPConfig.trajectory_scan`):
+    "per_trajectory": each trajectory [T, C] is its own sequence (`scan_trajectories`);
+    "authors": as the authors' code, all the trajectories of a clip form ONE sequence, keyword
+        after keyword ([K*T, C], position k*T + t: `scan_keyword_major`), which is then averaged
+        over the keywords into [T, C] (`mean_over_trajectories`).
+
 Token grids are always [B, T, Q, C] (batch, frame, token within the frame, channel); the helpers
 below turn them into the sequences that Mamba layers scan and back, without mixing T and Q.
 """
@@ -107,6 +113,36 @@ def scan_trajectories(
     if mask.any():
         out[mask] = layer(trajectories[mask])  # [N, T, C] with N valid trajectories
     return out
+
+
+def scan_keyword_major(
+    trajectories: torch.Tensor, mask: torch.Tensor, layer: nn.Module
+) -> torch.Tensor:
+    """Run `layer` ([B, L, C] -> [B, L, C]) once per clip over all its valid trajectories of
+    [B, K, T, C] (mask [B, K] bool) laid end to end: sequence position j*T + t holds frame t of
+    the j-th valid trajectory (valid ones keep their order). Padded trajectories go after the
+    valid ones as zeros, so a causal layer gives the valid positions exactly what a scan of the
+    valid trajectories alone gives; they come back as zeros. Returns [B, K, T, C]."""
+    if trajectories.dim() != 4 or mask.shape != trajectories.shape[:2]:
+        raise ValueError(
+            f"trajectories must be [B, K, T, C] and mask [B, K], got "
+            f"{tuple(trajectories.shape)} and {tuple(mask.shape)}"
+        )
+    b, k, t, c = trajectories.shape
+    mask = mask.bool()
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # [B, K] valid first
+    index = order[:, :, None, None].expand(b, k, t, c)  # [B, K, T, C]
+    packed = trajectories.gather(1, index) * mask.gather(1, order)[:, :, None, None]
+    scanned = layer(packed.reshape(b, k * t, c)).reshape(b, k, t, c)  # [B, K, T, C]
+    out = torch.zeros_like(scanned).scatter(1, index, scanned)  # back to the input order
+    return out * mask[:, :, None, None]
+
+
+def mean_over_trajectories(trajectories: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, K, T, C] averaged over the valid trajectories (mask [B, K]) -> [B, T, C] (zeros for
+    a clip with none)."""
+    w = mask.to(trajectories.dtype)[:, :, None, None]  # [B, K, 1, 1]
+    return (trajectories * w).sum(1) / w.sum(1).clamp(min=1.0)  # [B, T, C]
 
 
 def per_token_sequences(tokens: torch.Tensor) -> torch.Tensor:
