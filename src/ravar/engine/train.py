@@ -36,6 +36,7 @@ from tqdm import tqdm
 from ravar.cache import FeatureCache
 from ravar.config import to_dict
 from ravar.data.dataset import RAVARDataset, collate
+from ravar.data.detections import require_detections
 from ravar.data.format import annotation_path
 from ravar.engine.batch import to_device, uint8_pixels
 from ravar.engine.checkpoint import (
@@ -186,6 +187,16 @@ class Trainer:
                 "or choose another --out"
             )
 
+    def _require_detections(self, ds: RAVARDataset) -> None:
+        require_detections(
+            self.data_dir,
+            ds.split,
+            ds.records,
+            needs=self.model.needs_detections,
+            allow_missing=self.cfg.allow_missing_detections,
+            override="--allow-missing-detections (train key allow_missing_detections=true)",
+        )
+
     def _build(self) -> None:
         cfg, ctx = self.cfg, self.ctx
         seed_everything(cfg.seed)
@@ -200,6 +211,8 @@ class Trainer:
         self.val_ds = RAVARDataset(self.data_dir, "val", clip, train=False, uint8=self.uint8)
         if len(self.train_ds) == 0:
             raise RavarError(f"{annotation_path(self.data_dir, 'train')}: no instances")
+        for ds in (self.train_ds, self.val_ds):
+            self._require_detections(ds)
         self.has_test = annotation_path(self.data_dir, "test").is_file()
         self.sampler = DistributedSampler(
             self.train_ds,
@@ -450,6 +463,7 @@ class Trainer:
         test_ds = RAVARDataset(
             self.data_dir, "test", model.config.clip, train=False, uint8=self.uint8
         )
+        self._require_detections(test_ds)
         for line in self.feature_cache.attach_datasets([test_ds]):
             self._say(line)
         preds: Predictions = predict_dataset(
