@@ -311,3 +311,105 @@ def test_bad_detector_specs_are_one_line(ds, capsys):
         assert len(err) == 1 and text in err[0]
     assert main(["data", "detect", str(ds), "--detector", "hog", "--splits", "nope"]) == 1
     assert "annotations/nope.jsonl is missing" in capsys.readouterr().err
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_train_refuses_a_detection_model_on_a_split_without_detections(
+    ds, tmp_path, capsys, monkeypatch
+):
+    from test_engine_support import NAME, TinyModel
+
+    monkeypatch.setattr(TinyModel, "needs_detections", True)
+    argv = ["train", "--model", NAME, "--data", str(ds), "--device", "cpu", "--quiet"]
+    argv += ["epochs=1", "max_steps=1", "batch_size=4"]
+    assert main([*argv, "--out", str(tmp_path / "r1")]) == 1
+    line = _one_line(capsys)
+    assert "split 'train'" in line and "has no detections" in line
+    assert f"ravar data detect {ds} --detector annotations --splits train" in line
+    assert "--allow-missing-detections" in line
+    assert not (tmp_path / "r1" / "last").exists()
+    detect_dataset(ds, "annotations", splits=["train", "val"], say=lambda s: None)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "r2")]) == 1  # test is checked before training
+    assert "split 'test'" in _one_line(capsys)
+    assert main([*argv, "allow_missing_detections=true", "--out", str(tmp_path / "r3")]) == 0
+    assert (tmp_path / "r3" / "best").is_dir()
+    monkeypatch.setattr(TinyModel, "needs_detections", False)  # a model without a location
+    assert main([*argv, "--out", str(tmp_path / "r4")]) == 0  # stream trains as before
+
+
+def test_eval_and_cache_refuse_with_one_line_and_the_override(ds, ckpt, tmp_path, capsys):
+    argv = ["eval", "--checkpoint", str(ckpt), "--data", str(ds), "--split", "val"]
+    argv += ["--device", "cpu", "--quiet", "--out", str(tmp_path / "eval")]
+    assert main(argv) == 1
+    line = _one_line(capsys)
+    assert "--detector annotations --splits val" in line and "--allow-missing-detections" in line
+    assert main([*argv, "--allow-missing-detections"]) == 0
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+    detect_dataset(ds, "annotations", splits=["val"], say=lambda s: None)
+    assert main(argv) == 0
+    capsys.readouterr()
+
+    scratch = ["model.text.kind=scratch", "model.text.frozen=false"]
+    cache = ["cache", str(ds), *scratch, "--model", "refatomnet_tiny", "--device", "cpu"]
+    assert main([*cache, "--split", "train"]) == 1
+    assert "split 'train'" in (line := _one_line(capsys)) and "--splits train" in line
+    assert main([*cache, "--allow-missing-detections", "--split", "train"]) == 1
+    assert "no frozen backbone" in _one_line(capsys)  # past the check: nothing to cache here
+
+
+def _refava_pickles(folder: Path) -> None:
+    """RefAVA++ pickles of the train records of the people stand-in (one sentence per person)."""
+    folder.mkdir(parents=True)
+    persons = {}
+    for split, vid, t, pid, text in PEOPLE_RECORDS:
+        if split == "train":
+            persons.setdefault(f"{vid}___{t}___{pid}", (person_box(vid, t, pid), text))
+    values = {
+        "keyframe": {k: [np.array([*b, 0.99], dtype=np.float32)] for k, (b, _) in persons.items()},
+        "label": {k: np.array([12]) for k in persons},
+        "description": {k: [text, "another"] for k, (_, text) in persons.items()},
+    }
+    for role, data in values.items():
+        (folder / f"train_{role}.pkl").write_bytes(pickle.dumps(data))
+
+
+def test_importers_detect_in_one_go(pristine, tmp_path, capsys):
+    _refava_pickles(tmp_path / "pkl")
+    out = tmp_path / "refava"
+    frames = str(pristine / "frames")
+    argv = ["data", "import-refava", str(tmp_path / "pkl"), str(out), "--frames", frames]
+    assert main([*argv, "--splits", "train", "--detect", "nonsense"]) == 1
+    assert "--detect: unknown detector 'nonsense'" in _one_line(capsys)
+    assert not out.exists()  # refused before anything was written
+    assert main([*argv, "--splits", "train", "--detect", "annotations"]) == 0
+    printed = capsys.readouterr().out
+    assert "train: 3 keyframes (detected)" in printed and "6/6 = 100.0%" in printed
+    for rec in read_split(out, "train"):
+        same = [
+            p
+            for s, v, t, p, _ in PEOPLE_RECORDS
+            if s == "train" and (v, t) == (rec.video_id, rec.time)
+        ]
+        want = [person_box(rec.video_id, rec.time, p) for p in sorted(set(same))]
+        assert _boxes(rec.detections) == [pytest.approx(b, abs=1e-6) for b in want]
+    assert main(["data", "validate", str(out), "--no-frames"]) == 0
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("vidA,0902,0.1,0.1,0.4,0.9,12,1\nvidA,0902,0.5,0.1,0.9,0.9,14,2\n")
+    texts = tmp_path / "texts.csv"
+    texts.write_text(
+        "video_id,second,person_id,text\nvidA,0902,1,the left one\nvidA,0902,2,the right one\n"
+    )
+    ava = tmp_path / "ava"
+    ava_argv = ["data", "import-ava", str(ava), "--split", f"val={rows}"]
+    ava_argv += ["--descriptions", str(texts), "--frames", frames, "--detect", "annotations"]
+    assert main(ava_argv) == 0
+    assert "val: 1 keyframes (detected)" in capsys.readouterr().out
+    for rec in read_split(ava, "val"):
+        assert _boxes(rec.detections) == [[0.1, 0.1, 0.4, 0.9], [0.5, 0.1, 0.9, 0.9]]

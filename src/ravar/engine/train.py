@@ -37,7 +37,7 @@ from ravar.cache import FeatureCache
 from ravar.config import to_dict
 from ravar.data.dataset import RAVARDataset, collate
 from ravar.data.detections import require_detections
-from ravar.data.format import annotation_path
+from ravar.data.format import Record, annotation_path, read_split
 from ravar.engine.batch import to_device, uint8_pixels
 from ravar.engine.checkpoint import (
     STATE_FILE,
@@ -187,11 +187,11 @@ class Trainer:
                 "or choose another --out"
             )
 
-    def _require_detections(self, ds: RAVARDataset) -> None:
+    def _require_detections(self, split: str, records: list[Record]) -> None:
         require_detections(
             self.data_dir,
-            ds.split,
-            ds.records,
+            split,
+            records,
             needs=self.model.needs_detections,
             allow_missing=self.cfg.allow_missing_detections,
             override="--allow-missing-detections (train key allow_missing_detections=true)",
@@ -211,9 +211,14 @@ class Trainer:
         self.val_ds = RAVARDataset(self.data_dir, "val", clip, train=False, uint8=self.uint8)
         if len(self.train_ds) == 0:
             raise RavarError(f"{annotation_path(self.data_dir, 'train')}: no instances")
-        for ds in (self.train_ds, self.val_ds):
-            self._require_detections(ds)
         self.has_test = annotation_path(self.data_dir, "test").is_file()
+        needs = self.model.needs_detections
+        for split, records in [
+            ("train", self.train_ds.records),
+            ("val", self.val_ds.records),
+            *([("test", read_split(self.data_dir, "test"))] if self.has_test and needs else []),
+        ]:  # refused now rather than after training
+            self._require_detections(split, records)
         self.sampler = DistributedSampler(
             self.train_ds,
             num_replicas=ctx.world_size,
@@ -463,7 +468,6 @@ class Trainer:
         test_ds = RAVARDataset(
             self.data_dir, "test", model.config.clip, train=False, uint8=self.uint8
         )
-        self._require_detections(test_ds)
         for line in self.feature_cache.attach_datasets([test_ds]):
             self._say(line)
         preds: Predictions = predict_dataset(
