@@ -296,7 +296,9 @@ def test_a_done_split_is_skipped_unless_overwrite(ds, capsys):
 
 
 def test_progress_lines_when_not_a_terminal(ds, capsys):
-    detect_dataset(ds, "annotations", splits=["train"], progress=False, log_every=0.0, batch_size=1)
+    detect_dataset(
+        ds, "annotations", splits=["train"], progress="lines", log_every=0.0, batch_size=1
+    )
     err = capsys.readouterr().err
     assert "detect train: 1/3 keyframes (33%)" in err and "detect train: 3/3 keyframes" in err
 

@@ -34,6 +34,7 @@ from ravar.errors import DataFormatError, RavarError
 
 EXTRA_KEY = "detections"  # dataset.json extra: split -> the detector that made its detections
 LOG_EVERY_S = 30.0
+PROGRESS_MODES = ("auto", "bar", "lines", "off")
 
 
 def keyframe_ids(records: Sequence[Record]) -> list[KeyframeId]:
@@ -56,19 +57,22 @@ def _save_meta(dataset_dir: Path, meta: DatasetMeta) -> None:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; otherwise a line every `every` seconds (and at the end)."""
+    """Mode "bar": a tqdm bar; "lines": a line every `every` seconds (and at the end)."""
 
-    def __init__(self, desc: str, total: int, initial: int, bar: bool, every: float) -> None:
+    def __init__(self, desc: str, total: int, initial: int, mode: str, every: float) -> None:
         self.desc, self.total, self.count = desc, total, initial
         self.every, self.start, self.last = every, time.monotonic(), time.monotonic()
-        self.initial = initial
+        self.initial, self.mode = initial, mode
+        bar = mode == "bar"
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="kf") if bar else None
 
     def update(self, n: int) -> None:
         self.count += n
         if self.bar is not None:
             self.bar.update(n)
-        elif time.monotonic() - self.last >= self.every or self.count == self.total:
+        elif self.mode == "lines" and (
+            time.monotonic() - self.last >= self.every or self.count == self.total
+        ):
             self.last = time.monotonic()
             rate = (self.count - self.initial) / max(self.last - self.start, 1e-9)
             print(
@@ -90,7 +94,7 @@ def _detect_split(
     split: str,
     records: list[Record],
     batch_size: int,
-    bar: bool,
+    progress_mode: str,
     log_every: float,
 ) -> tuple[dict[KeyframeId, list[Detection]], int]:
     """Detections of every keyframe of `records` (continuing a killed run), and how many
@@ -104,7 +108,7 @@ def _detect_split(
     todo = [k for k in wanted if k not in done]
     source = open_frame_source(dataset_dir, meta) if detector.needs_image and todo else None
     writer = ProgressWriter(path, settings, done)
-    progress = _Progress(f"detect {split}", len(wanted), resumed, bar, log_every)
+    progress = _Progress(f"detect {split}", len(wanted), resumed, progress_mode, log_every)
     try:
         for start in range(0, len(todo), batch_size):
             keys = todo[start : start + batch_size]
@@ -139,7 +143,7 @@ def detect_dataset(
     overwrite: bool = False,
     batch_size: int = 8,
     min_score: float | None = None,
-    progress: bool | None = None,
+    progress: str = "auto",
     log_every: float = LOG_EVERY_S,
     say: Callable[[str], None] = print,
 ) -> list[SplitSummary]:
@@ -148,8 +152,9 @@ def detect_dataset(
     time). Finished keyframes are kept in a progress file while a split runs, so a killed run
     continues; each annotation file is replaced atomically once its split is complete, and
     dataset.json records (in `extra.detections`) which detector made it. A split already made
-    by the same detector is skipped unless `overwrite`. `progress`: a bar (default: when stderr
-    is a terminal), else a line every `log_every` seconds. Returns one summary per split."""
+    by the same detector is skipped unless `overwrite`. `progress`: "bar" (tqdm), "lines" (a
+    line on stderr every `log_every` seconds and at the end of a split), "off", or "auto" (a bar
+    when stderr is a terminal, else lines). Returns one summary per split."""
     root = Path(dataset_dir)
     meta = load_meta(root)
     if batch_size < 1:
@@ -169,7 +174,10 @@ def detect_dataset(
     else:
         spec, built = detector.describe()["kind"], detector
     settings = json.loads(json.dumps(built.describe()))
-    bar = sys.stderr.isatty() if progress is None else progress
+    if progress not in PROGRESS_MODES:
+        raise RavarError(f"progress: must be one of {PROGRESS_MODES}, got {progress!r}")
+    if progress == "auto":
+        progress = "bar" if sys.stderr.isatty() else "lines"
     summaries = []
     for split in names:
         records = read_split(root, split)
@@ -180,7 +188,7 @@ def detect_dataset(
             say(summaries[-1].format())
             continue
         found, resumed = _detect_split(
-            built, root, meta, split, records, batch_size, bar, log_every
+            built, root, meta, split, records, batch_size, progress, log_every
         )
         for rec in records:
             rec.detections = list(found[(rec.video_id, float(rec.time))])
