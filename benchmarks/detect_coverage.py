@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -97,7 +98,8 @@ def main() -> None:
             table = run(args, Path(tmp))
     print(table)
     if args.md is not None:
-        args.md.write_text(table + "\n", encoding="utf-8")
+        command = " ".join(["python benchmarks/detect_coverage.py", *sys.argv[1:]])
+        args.md.write_text(f"`{command}`\n\n{table}\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
