@@ -218,7 +218,8 @@ def test_a_malicious_proposals_pickle_is_refused_with_one_line(ds, tmp_path, cap
     assert all(r.detections is None for r in read_split(ds, "train"))
 
 
-def test_hog_is_the_hog_detector_on_each_keyframe_image(ds):
+def test_hog_is_the_hog_detector_on_each_keyframe_image(ds, monkeypatch):
+    from ravar.data.format import Detection
     from ravar.inference.detectors.hog import HOGPersonDetector
 
     detect_dataset(ds, "hog", min_score=0.0, batch_size=3, say=lambda s: None)
@@ -231,6 +232,18 @@ def test_hog_is_the_hog_detector_on_each_keyframe_image(ds):
                     assert [(d.box, d.score) for d in rec.detections] == [
                         (d.box, d.score) for d in want
                     ]
+
+    # HOG finds no one on these tiny frames: check that each keyframe's own image reaches it
+    def by_band(self, image):  # the frames' top band is their frame number (builders)
+        assert image.shape == (32, 48, 3)
+        return [Detection([0.0, 0.0, (int(image[0, 0, 0]) + 1) / 256, 0.5], "person", 0.9)]
+
+    monkeypatch.setattr(HOGPersonDetector, "detect_image", by_band)
+    detect_dataset(ds, "hog", overwrite=True, batch_size=3, say=lambda s: None)
+    for split in SPLITS:
+        for rec in read_split(ds, split):
+            index = (rec.time - 900) * 30  # keyframe file number: 60 or 90
+            assert _boxes(rec.detections) == [[0.0, 0.0, (index + 1) / 256, 0.5]]
 
 
 def test_detr_batched_equals_one_image_at_a_time(ds, tmp_path):
