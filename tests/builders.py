@@ -122,3 +122,50 @@ def save_tiny_detr(folder: Path) -> dict[int, str]:
     DetrForObjectDetection(config).save_pretrained(folder)
     DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 128}).save_pretrained(folder)
     return labels
+
+
+# RefAVA-like persons: three people per keyframe, shifted a little per keyframe
+PERSON_BOXES = {1: [0.05, 0.1, 0.3, 0.9], 2: [0.35, 0.1, 0.6, 0.9], 3: [0.65, 0.1, 0.95, 0.9]}
+PEOPLE_KEYFRAMES = (("vidA", 902), ("vidA", 903), ("vidB", 902), ("vidB", 903))
+# (split, video, time, person, text): every person of a keyframe is annotated somewhere, except
+# person 3 of vidB at 902; person 1 of vidA at 902 has two sentences; persons of one keyframe are
+# spread over several splits (vidA 902: train and val; vidB 903: train, val and test)
+PEOPLE_RECORDS = (
+    ("train", "vidA", 902, 1, "the person on the far left"),
+    ("train", "vidA", 902, 1, "the leftmost person standing"),
+    ("train", "vidA", 902, 2, "the person in the middle"),
+    ("val", "vidA", 902, 3, "the person on the right"),
+    ("train", "vidA", 903, 1, "the person on the far left"),
+    ("train", "vidA", 903, 2, "the person in the middle"),
+    ("train", "vidA", 903, 3, "the person on the right"),
+    ("val", "vidB", 902, 1, "the person on the far left"),
+    ("val", "vidB", 902, 2, "the person in the middle"),
+    ("train", "vidB", 903, 1, "the person on the far left"),
+    ("val", "vidB", 903, 2, "the person in the middle"),
+    ("test", "vidB", 903, 3, "the person on the right"),
+    ("test", "vidB", 903, 1, "someone on the left"),
+)
+
+
+def person_box(video_id: str, time: float, person: int) -> list[float]:
+    """The box of `person` at a keyframe of `make_people_dataset` (shifted per keyframe)."""
+    shift = 0.01 * PEOPLE_KEYFRAMES.index((video_id, int(time)))
+    x1, y1, x2, y2 = PERSON_BOXES[person]
+    return [round(x1 + shift, 6), y1, round(x2 - shift, 6), y2]
+
+
+def make_people_dataset(root: Path) -> Path:
+    """A RefAVA-format stand-in: AVA frame layout (PNG frames of `make_frames_dataset`), several
+    persons annotated per keyframe over train / val / test (`PEOPLE_RECORDS`), no detections."""
+    make_frames_dataset(root, video_ids=("vidA", "vidB"), times=(902, 903))
+    for split in ("train", "val", "test"):
+        write_split(
+            root,
+            split,
+            [
+                Record(vid, t, pid, text, person_box(vid, t, pid), [12])
+                for s, vid, t, pid, text in PEOPLE_RECORDS
+                if s == split
+            ],
+        )
+    return root

@@ -23,7 +23,14 @@ def _subcommands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
 def test_every_subcommand_has_a_one_line_help(capsys):
     found = list(_subcommands(build_parser()))
     names = {" ".join(p) for p, _, _ in found}
-    assert {"data", "data validate", "data stats", "data import-refava", "labels"} <= names
+    assert {
+        "data",
+        "data validate",
+        "data stats",
+        "data import-refava",
+        "data detect",
+        "labels",
+    } <= names
     for path, help_text, _ in found:
         assert help_text and "\n" not in help_text, path
         with pytest.raises(SystemExit) as exit_info:

@@ -36,7 +36,8 @@ from ravar.cache.store import (
     module_fingerprint,
 )
 from ravar.data.dataset import ClipConfig, RAVARDataset, collate
-from ravar.data.format import META_FILE, annotation_path
+from ravar.data.detections import require_detections
+from ravar.data.format import META_FILE, annotation_path, read_split
 from ravar.data.transforms import swap_left_right
 from ravar.models.backbones.text import TextEncoder, split_rows
 from ravar.models.base import RAVARModel
@@ -201,11 +202,22 @@ def build_cache(
     device: str | torch.device = "cpu",
     progress: bool = False,
     say: Callable[[str], None] = print,
+    allow_missing_detections: bool = False,
 ) -> list[Path]:
     """Run `model`'s frozen backbones over `splits` of `dataset_dir` and write their stores
-    (replacing older ones of the same identity). Returns the store folders written."""
+    (replacing older ones of the same identity). Returns the store folders written. A model
+    that reads detections refuses splits without any unless `allow_missing_detections`."""
     if chunk_rows < 1 or batch_size < 1:
         raise CacheError("chunk_rows and batch_size must be >= 1")
+    for split in splits:  # refuse before any backbone runs
+        require_detections(
+            dataset_dir,
+            split,
+            read_split(dataset_dir, split),
+            needs=model.needs_detections,
+            allow_missing=allow_missing_detections,
+            override="--allow-missing-detections",
+        )
     root = cache_root(dataset_dir, cache_dir)
     device = torch.device(device)
     model = model.to(device).eval()

@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk", type=positive_int, default=256, metavar="N", help="rows per file")
     p.add_argument("--cache-dir", metavar="DIR", help="default: DATA/cache")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument(
+        "--allow-missing-detections",
+        action="store_true",
+        help="cache for a model that reads detections although a split has none",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_cache)
 
@@ -73,6 +78,8 @@ def run_cache(args: argparse.Namespace) -> int:
         chunk_rows=args.chunk,
         device=device,
         progress=not args.quiet and sys.stderr.isatty(),
+        allow_missing_detections=args.allow_missing_detections
+        or run.train.allow_missing_detections,
     )
     for folder in folders:
         print(f"{folder}: {store_size(Path(folder)) / 2**20:.1f} MiB")

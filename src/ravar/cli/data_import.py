@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from ravar.cli.data_detect import add_detector_argument, detect
 from ravar.data.format import STANDARD_SPLITS
 from ravar.data.importers import ImportProblemsError, ImportReport
 from ravar.errors import RavarError
@@ -68,6 +69,7 @@ def _add_common(p: argparse.ArgumentParser, *, default_name: str) -> None:
         help="fail (writing nothing) if any person is missing from a file or any entry is bad",
     )
     p.add_argument("--name", default=default_name, help=f"dataset name (default {default_name})")
+    add_detector_argument(p, "--detect")
 
 
 def _name_value(text: str) -> tuple[str, str]:
@@ -77,9 +79,13 @@ def _name_value(text: str) -> tuple[str, str]:
     return name, value
 
 
-def _finish(run: Callable[[], ImportReport]) -> int:
-    """Run an import thunk: print its report; a strict failure prints the report and the error
-    and gives exit code 1."""
+def _finish(run: Callable[[], ImportReport], detector: str | None = None) -> int:
+    """Run an import thunk: print its report, then run `detector` (`--detect`) over every split
+    written; a strict failure prints the report and the error and gives exit code 1."""
+    if detector is not None:
+        from ravar.detect import check_detector_spec
+
+        check_detector_spec(detector, "--detect")  # before anything is written
     try:
         report = run()
     except ImportProblemsError as e:
@@ -87,6 +93,8 @@ def _finish(run: Callable[[], ImportReport]) -> int:
         print(f"ravar: error: {e}", file=sys.stderr)
         return 1
     print(report.format())
+    if detector is not None:
+        return detect(report.out_dir, detector, list(report.splits))
     return 0
 
 
@@ -103,7 +111,8 @@ def run_import_refava(args: argparse.Namespace) -> int:
             splits=splits,
             name=args.name,
             strict=args.strict,
-        )
+        ),
+        args.detect,
     )
 
 
@@ -137,5 +146,6 @@ def run_import_ava(args: argparse.Namespace) -> int:
             frame_root=args.frames,
             name=args.name,
             strict=args.strict,
-        )
+        ),
+        args.detect,
     )

@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cache-dir", metavar="DIR", help="feature stores (default: DATA/cache)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument(
+        "--allow-missing-detections",
+        action="store_true",
+        help="evaluate a model that reads detections on a split that has none",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
 
@@ -62,6 +67,7 @@ def run_eval(args: argparse.Namespace) -> int:
             progress=not args.quiet and sys.stderr.isatty(),
             cache=args.cache,
             cache_dir=args.cache_dir,
+            allow_missing_detections=args.allow_missing_detections,
         )
         if ctx.is_main:
             print(result.table)

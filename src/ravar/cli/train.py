@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("auto", "off", "require"),
         help="read frozen-backbone features stored by `ravar cache` (default auto: if they match)",
     )
+    p.add_argument(
+        "--allow-missing-detections",
+        action="store_true",
+        default=None,
+        help="train a model that reads detections on splits that have none (the location "
+        "stream sees no one); key allow_missing_detections",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR/last")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -84,6 +91,7 @@ def run_train(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "select_metric": args.select_metric,
         "cache": args.cache,
+        "allow_missing_detections": args.allow_missing_detections,
     }
     run = resolve_run_config(args.model, args.config, args.overrides, flags=flags, base=base)
     data = args.data or run.data or (_saved_data_dir(out) if args.resume else None)

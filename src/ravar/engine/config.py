@@ -73,6 +73,7 @@ class TrainConfig:
     find_unused_parameters: bool = False  # DistributedDataParallel option
     cache: Literal["auto", "off", "require"] = "auto"  # read frozen-backbone features (ravar cache)
     cache_dir: str | None = None  # where the feature stores are; None: DATA/cache
+    allow_missing_detections: bool = False  # train a detection-reading model on splits without any
 
     def __post_init__(self) -> None:
         checks = [

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ravar.cache import attach_cache
 from ravar.data.dataset import RAVARDataset, collate
+from ravar.data.detections import require_detections
 from ravar.engine.batch import flatten_clips, to_device, uint8_pixels, without_targets
 from ravar.engine.checkpoint import find_checkpoint, load_model, read_checkpoint_config
 from ravar.engine.distributed import DistContext, shard_indices
@@ -201,11 +202,13 @@ def evaluate_checkpoint(
     progress: bool = False,
     cache: str = "auto",
     cache_dir: str | os.PathLike | None = None,
+    allow_missing_detections: bool = False,
 ) -> EvalResult:
     """Evaluate checkpoint `checkpoint` on `split` of `data_dir`, sampling clips as the model was
     trained (`num_clips` K > 1: K clips per instance, probabilities and boxes averaged); rank 0
     writes `metrics.json` and `predictions.jsonl` to `out_dir` unless `write` is False. Features
-    of frozen backbones are read from matching stores under `cache` (see `ravar.cache`)."""
+    of frozen backbones are read from matching stores under `cache` (see `ravar.cache`). A
+    model that reads detections refuses a split without any unless `allow_missing_detections`."""
     ctx = ctx or DistContext()
     if num_clips is not None and num_clips < 1:
         raise RavarError(f"--multi-clip: must be >= 1, got {num_clips}")
@@ -218,6 +221,14 @@ def evaluate_checkpoint(
     if num_clips is not None:
         clip = dataclasses.replace(clip, num_clips=num_clips)
     dataset = RAVARDataset(data_dir, split, clip, train=False, uint8=uint8_pixels(ctx.device))
+    require_detections(
+        data_dir,
+        split,
+        dataset.records,
+        needs=model.needs_detections,
+        allow_missing=allow_missing_detections,
+        override="--allow-missing-detections",
+    )
     for line in attach_cache([model], [dataset], data_dir, cache, cache_dir):
         if progress and ctx.is_main:
             print(line, flush=True)

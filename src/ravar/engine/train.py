@@ -36,7 +36,8 @@ from tqdm import tqdm
 from ravar.cache import FeatureCache
 from ravar.config import to_dict
 from ravar.data.dataset import RAVARDataset, collate
-from ravar.data.format import annotation_path
+from ravar.data.detections import require_detections
+from ravar.data.format import Record, annotation_path, read_split
 from ravar.engine.batch import to_device, uint8_pixels
 from ravar.engine.checkpoint import (
     STATE_FILE,
@@ -186,6 +187,16 @@ class Trainer:
                 "or choose another --out"
             )
 
+    def _require_detections(self, split: str, records: list[Record]) -> None:
+        require_detections(
+            self.data_dir,
+            split,
+            records,
+            needs=self.model.needs_detections,
+            allow_missing=self.cfg.allow_missing_detections,
+            override="--allow-missing-detections (train key allow_missing_detections=true)",
+        )
+
     def _build(self) -> None:
         cfg, ctx = self.cfg, self.ctx
         seed_everything(cfg.seed)
@@ -201,6 +212,13 @@ class Trainer:
         if len(self.train_ds) == 0:
             raise RavarError(f"{annotation_path(self.data_dir, 'train')}: no instances")
         self.has_test = annotation_path(self.data_dir, "test").is_file()
+        needs = self.model.needs_detections
+        for split, records in [
+            ("train", self.train_ds.records),
+            ("val", self.val_ds.records),
+            *([("test", read_split(self.data_dir, "test"))] if self.has_test and needs else []),
+        ]:  # refused now rather than after training
+            self._require_detections(split, records)
         self.sampler = DistributedSampler(
             self.train_ds,
             num_replicas=ctx.world_size,

@@ -7,10 +7,17 @@ Schema (an object; a bare list is read as the object's "detections" with normali
        {"time": 5.0,                       # seconds; applies to the keyframe at this frame
         "box": [0.12, 0.20, 0.35, 0.98],   # x1, y1, x2, y2 (x1 < x2, y1 < y2) in `units`
         "category": "person",              # optional, default "person"
-        "score": 0.9}                      # optional, in [0, 1], default 1.0
+        "score": 0.9,                      # optional, in [0, 1], default 1.0
+        "video_id": "-5KQ66BBWC4"}         # only for `ravar data detect` (see below)
      ]}
 
 An entry applies to a keyframe when both times fall on the same frame (round(time * fps)).
+
+`ravar predict --boxes` reads the boxes of one video: its entries carry no "video_id". The same
+file format serves `ravar data detect --detector boxes:FILE` for a whole dataset: there every
+entry names its "video_id", its "time" is in the dataset's seconds (the records' `time`, e.g.
+AVA second 902), and it applies to the keyframes of that video whose frame (the dataset's frame
+source: round((time - time_offset) * fps)) is the entry's frame.
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ravar.data.format import Detection
+from ravar.data.format import Detection, video_id_problem
 from ravar.errors import PredictError
 from ravar.inference.detectors import Detector
 from ravar.inference.keyframes import Keyframe
 from ravar.util.box_ops import box_problem
 
 UNITS = ("normalized", "pixels")
-ENTRY_KEYS = {"time", "box", "category", "score"}
+ENTRY_KEYS = {"time", "box", "category", "score", "video_id"}
 
 
 @dataclass
@@ -41,6 +48,7 @@ class BoxEntry:
     box: list[float]
     category: str
     score: float
+    video_id: str | None = None
 
 
 def _is_number(v: Any) -> bool:
@@ -77,7 +85,10 @@ def _parse_entry(file: Path, i: int, raw: Any, units: str) -> BoxEntry:
     score = raw.get("score", 1.0)
     if not _is_number(score) or not 0.0 <= score <= 1.0:
         raise PredictError(f"{where}: key 'score' must be a number in [0, 1], got {score!r}")
-    return BoxEntry(i, float(time), [float(v) for v in box], category, float(score))
+    video_id = raw.get("video_id")
+    if video_id is not None and (problem := video_id_problem(video_id)) is not None:
+        raise PredictError(f"{where}: key 'video_id' {problem}")
+    return BoxEntry(i, float(time), [float(v) for v in box], category, float(score), video_id)
 
 
 def read_boxes_file(path: str | Path) -> tuple[str, list[BoxEntry]]:
@@ -117,6 +128,13 @@ class BoxesFileDetector(Detector):
         self.path = Path(path)
         self.min_score = float(min_score)
         self.units, self.entries = read_boxes_file(self.path)
+        keyed = next((e for e in self.entries if e.video_id is not None), None)
+        if keyed is not None:
+            raise PredictError(
+                f"{self.path}: detections[{keyed.number}] names a video_id: a file keyed by "
+                "video is for `ravar data detect --detector boxes:FILE`; for one video leave "
+                "'video_id' out"
+            )
 
     def describe(self) -> dict[str, Any]:
         return {
