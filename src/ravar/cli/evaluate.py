@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ravar.cli.argtypes import non_negative_int, positive_int
+from ravar.cli.argtypes import add_backbone_option, backbones_of, non_negative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", metavar="DIR", help="feature stores (default: DATA/cache)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backbone_option(p)
     p.set_defaults(func=run_eval)
 
 
@@ -62,6 +63,7 @@ def run_eval(args: argparse.Namespace) -> int:
             progress=not args.quiet and sys.stderr.isatty(),
             cache=args.cache,
             cache_dir=args.cache_dir,
+            backbones=backbones_of(args),
         )
         if ctx.is_main:
             print(result.table)

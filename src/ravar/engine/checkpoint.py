@@ -321,6 +321,36 @@ def load_model(
     return model.to(device).eval()
 
 
+def strip_frozen_weights(
+    path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    backbones: Mapping[str, str | os.PathLike] | None = None,
+) -> Path:
+    """Rewrite checkpoint `path` (into `out`, default in place) without the frozen weights of
+    its backbones read from local folders, keeping its config, metrics and trainer state."""
+    root = find_checkpoint(path)
+    config = read_checkpoint_config(root)
+    model = load_model(root, backbones=backbones)
+    found = portable.local_backbones(model)
+    if not any(b.frozen_part is not None for _, b, _ in found):  # type: ignore[attr-defined]
+        raise CheckpointError(
+            f"{root}: no frozen backbone read from a local folder (or the packaged MiniLM): "
+            "no weights to leave out"
+        )
+    state = load_trainer_state(root) if (root / STATE_FILE).is_file() else None
+    return save_checkpoint(
+        out if out is not None else root,
+        model,
+        model_name=config["model_name"],
+        train=config.get("train"),
+        epoch=int(config.get("epoch", 0)),
+        step=int(config.get("step", 0)),
+        metrics=config.get("metrics"),
+        trainer_state=state,
+        frozen_weights=False,
+    )
+
+
 def load_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
     """The `trainer_state.pt` of checkpoint `path` (loaded with weights_only=True)."""
     file = find_checkpoint(path) / STATE_FILE

@@ -55,6 +55,18 @@ def _source(backbone: nn.Module) -> str | None:
     return cfg.hf_name_or_path
 
 
+def local_backbones(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """(module name, backbone, source) of each Hugging Face backbone of `model` read from a
+    local folder, the local cache or the packaged MiniLM."""
+    out = []
+    for name, module in model.named_modules():
+        if isinstance(module, (HFVisualBackbone, HFTextEncoder)):
+            source = _source(module)
+            if source is not None:
+                out.append((name, module, str(source)))
+    return out
+
+
 def backbone_records(
     model: nn.Module, folder: Path, frozen_weights: bool = True
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -64,12 +76,7 @@ def backbone_records(
 
     records: dict[str, dict[str, Any]] = {}
     left_out: list[str] = []
-    for name, module in model.named_modules():
-        if not isinstance(module, (HFVisualBackbone, HFTextEncoder)):
-            continue
-        source = _source(module)
-        if source is None:
-            continue
+    for name, module, source in local_backbones(model):
         kind = "visual" if isinstance(module, HFVisualBackbone) else "text"
         tokenizer = None
         if isinstance(module, HFTextEncoder):
@@ -80,7 +87,7 @@ def backbone_records(
         leave_out = not frozen_weights and frozen is not None
         records[name] = {
             "kind": kind,
-            "source": str(source),
+            "source": source,
             "hf_config": module.hf_config_dict(),
             "tokenizer": tokenizer,
             "frozen": frozen,
@@ -173,6 +180,14 @@ def left_out_weights(
     from ravar.cache.store import module_fingerprint
 
     given = {k: str(v) for k, v in (backbones or {}).items()}
+    if "" in given:  # a folder without a name: the one backbone left out
+        names = [n for n, r in records.items() if r["left_out"]]
+        if len(names) != 1:
+            raise BackboneError(
+                f"--backbone {given['']}: checkpoint {root} left out the frozen weights of "
+                f"{names or 'no backbone'}; name the backbone with --backbone NAME=DIR"
+            )
+        given[names[0]] = given.pop("")
     unknown = sorted(set(given) - set(records))
     if unknown:
         raise BackboneError(
