@@ -15,6 +15,7 @@ SYNTH_SUBCOMMANDS = ("generate", "preview", "-h", "--help")
 def build_parser() -> argparse.ArgumentParser:
     """The full `ravar` argument parser with every subcommand."""
     from ravar.cli import cache as cache_cmd
+    from ravar.cli import checkpoint as checkpoint_cmd
     from ravar.cli import data as data_cmd
     from ravar.cli import demo as demo_cmd
     from ravar.cli import evaluate as eval_cmd
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         predict_cmd,
         serve_cmd,
         cache_cmd,
+        checkpoint_cmd,
         data_cmd,
         labels_cmd,
         models_cmd,

@@ -23,6 +23,35 @@ def bounded(kind: type, minimum: float, strict: bool) -> Callable[[str], int | f
     return parse
 
 
+def add_backbone_option(parser: argparse.ArgumentParser) -> None:
+    """`--backbone [NAME=]DIR` (repeatable): local copies of backbones whose frozen weights a
+    checkpoint left out; collected in `args.backbones` as {NAME: DIR} ("" for a bare DIR)."""
+    parser.add_argument(
+        "--backbone",
+        dest="backbones",
+        action="append",
+        type=backbone_arg,
+        metavar="[NAME=]DIR",
+        help="local copy of a backbone whose frozen weights the checkpoint left out (NAME: its "
+        "module, e.g. visual or text; default: the one left out); checked by hash",
+    )
+
+
+def backbone_arg(text: str) -> tuple[str, str]:
+    """`NAME=DIR` -> (NAME, DIR); a bare `DIR` -> ("", DIR)."""
+    name, sep, folder = text.partition("=")
+    if not sep:
+        return "", text
+    if not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR or DIR, got {text!r}")
+    return name, folder
+
+
+def backbones_of(args: argparse.Namespace) -> dict[str, str]:
+    """The {NAME: DIR} map of the `--backbone` options of `args`."""
+    return dict(getattr(args, "backbones", None) or [])
+
+
 positive_int = bounded(int, 0, strict=True)
 non_negative_int = bounded(int, 0, strict=False)
 positive_float = bounded(float, 0.0, strict=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ravar.cli.argtypes import non_negative_int, positive_int
+from ravar.cli.argtypes import add_backbone_option, backbones_of, non_negative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate a model that reads detections on a split that has none",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backbone_option(p)
     p.set_defaults(func=run_eval)
 
 
@@ -68,6 +69,7 @@ def run_eval(args: argparse.Namespace) -> int:
             cache=args.cache,
             cache_dir=args.cache_dir,
             allow_missing_detections=args.allow_missing_detections,
+            backbones=backbones_of(args),
         )
         if ctx.is_main:
             print(result.table)

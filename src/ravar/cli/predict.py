@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ravar.cli.argtypes import positive_int
+from ravar.cli.argtypes import add_backbone_option, backbones_of, positive_int
 from ravar.errors import PredictError
 
 
@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="clips per pass")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--verbose", action="store_true", help="print per-stage timings")
+    add_backbone_option(p)
     p.set_defaults(func=run_predict)
 
 
@@ -122,7 +123,11 @@ def run_predict(args: argparse.Namespace) -> int:
         detector = spec if spec == "auto" else build_detector(spec, min_score=args.det_score)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         predictor = Predictor.from_checkpoint(
-            args.checkpoint, detector=detector, device=device, min_score=args.det_score
+            args.checkpoint,
+            detector=detector,
+            device=device,
+            min_score=args.det_score,
+            backbones=backbones_of(args),
         )
 
     out = args.out if args.out is not None else Path(f"predict-{Path(args.video).stem}")

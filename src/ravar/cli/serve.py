@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import socket
 
-from ravar.cli.argtypes import positive_int
+from ravar.cli.argtypes import add_backbone_option, backbones_of, positive_int
 from ravar.errors import ServeError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--examples", metavar="DIR", help="offer the video files of DIR as examples")
     p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="actions shown")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_backbone_option(p)
     p.set_defaults(func=run_serve)
 
 
@@ -70,7 +71,9 @@ def run_serve(args: argparse.Namespace) -> int:
     with quiet_transformers():
         detector = "auto" if args.detector is None else build_detector(args.detector)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        predictor = Predictor.from_checkpoint(args.checkpoint, detector=detector, device=device)
+        predictor = Predictor.from_checkpoint(
+            args.checkpoint, detector=detector, device=device, backbones=backbones_of(args)
+        )
     page = build_page(predictor, examples, top_k=args.top_k)
     try:
         page.launch(

@@ -56,6 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train a model that reads detections on splits that have none (the location "
         "stream sees no one); key allow_missing_detections",
     )
+    p.add_argument(
+        "--no-frozen-weights",
+        dest="frozen_weights",
+        action="store_const",
+        const=False,
+        help="checkpoints leave out the frozen weights of backbones read from local folders "
+        "(loading then needs a local copy, checked by hash)",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR/last")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -92,6 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
         "select_metric": args.select_metric,
         "cache": args.cache,
         "allow_missing_detections": args.allow_missing_detections,
+        "frozen_weights": args.frozen_weights,
     }
     run = resolve_run_config(args.model, args.config, args.overrides, flags=flags, base=base)
     data = args.data or run.data or (_saved_data_dir(out) if args.resume else None)

@@ -4,10 +4,18 @@ A checkpoint is a directory::
 
     model.safetensors   # weights (the EMA weights when EMA is on)
     config.json         # {"format": "ravar-checkpoint", "format_version": 1, "ravar_version",
-                        #  "family", "model_name", "model", "train", "epoch", "step", "metrics"}
+                        #  "family", "model_name", "model", "train", "epoch", "step", "metrics",
+                        #  "backbones"}
+    tokenizers/NAME/    # the tokenizer files of each text backbone read from a local folder
     trainer_state.pt    # only for resuming: optimizer, scaler, EMA, RNG states, counters
 
-`config.json` alone rebuilds the model (`load_model`). A checkpoint is written into a temporary
+`config.json` alone rebuilds the model (`load_model`): "backbones" carries the Hugging Face
+config of every backbone first read from a local folder, so the folder is not needed again
+(see `ravar.engine.portable`); with `frozen_weights=False` the frozen backbone weights are left
+out and loading reads them from a local copy, checked by hash. Checkpoints without "backbones"
+(older ones) rebuild their backbones from the recorded folders. Loading builds the model with
+its parameters on the meta device and takes the file's tensors as its weights, so no random
+weights are made first. A checkpoint is written into a temporary
 sibling directory, fsynced, then swapped in by renames: the previous version is first renamed to
 `.<name>.old`, so a process killed at any moment leaves either the new or the previous complete
 checkpoint (`find_checkpoint` / `recover_checkpoint` fall back to `.<name>.old`).
@@ -22,6 +30,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +38,12 @@ import torch
 
 from ravar import __version__
 from ravar.config import ConfigError, to_dict
+from ravar.engine import portable
 from ravar.errors import RavarError
 from ravar.metrics import metrics_to_json
+from ravar.models.backbones.shipped import use_shipped
 from ravar.models.base import RAVARModel
+from ravar.util.empty_init import assign_state_dict, empty_parameters, meta_tensors
 
 FORMAT_NAME = "ravar-checkpoint"
 FORMAT_VERSION = 1
@@ -94,9 +106,12 @@ def save_checkpoint(
     step: int = 0,
     metrics: Mapping[str, Any] | None = None,
     trainer_state: Mapping[str, Any] | None = None,
+    frozen_weights: bool = True,
 ) -> Path:
     """Write `model` (weights + config) and optionally `trainer_state` as checkpoint `path`,
-    atomically replacing any previous checkpoint there."""
+    atomically replacing any previous checkpoint there. `frozen_weights=False` leaves out the
+    frozen weights of backbones read from a local folder (or the packaged MiniLM), recording
+    their hash."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -106,7 +121,9 @@ def save_checkpoint(
     recover_checkpoint(path)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
-    save_file(_weights(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+    backbones, left_out = portable.backbone_records(model, tmp, frozen_weights)
+    weights = {k: v for k, v in _weights(model).items() if not portable.is_left_out(k, left_out)}
+    save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
     _fsync_file(tmp / WEIGHTS_FILE)
     _stage_hook("write", path.name, epoch)
     if trainer_state is not None:
@@ -125,6 +142,7 @@ def save_checkpoint(
         "epoch": int(epoch),
         "step": int(step),
         "metrics": metrics_to_json(dict(metrics)) if metrics is not None else None,
+        "backbones": backbones,
     }
     with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
         f.write(json.dumps(config, indent=2) + "\n")
@@ -207,11 +225,10 @@ def _load_weights(file: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{file}: not a readable safetensors file ({detail})") from None
 
 
-def load_weights_into(model: torch.nn.Module, file: str | os.PathLike) -> None:
-    """Load a `model.safetensors` into `model`; every key must match."""
-    file = Path(file)
-    weights = _load_weights(file)
-    own = model.state_dict()
+def _check_fit(
+    own: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], file: Path
+) -> None:
+    """Every key of the model's state dict `own` in `weights` and no other, shapes equal."""
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
     if missing or unexpected:
@@ -227,22 +244,111 @@ def load_weights_into(model: torch.nn.Module, file: str | os.PathLike) -> None:
             f"{file}: weight {k!r} has shape {list(weights[k].shape)}, the model expects "
             f"{list(own[k].shape)}"
         )
-    model.load_state_dict(weights, strict=True)
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> RAVARModel:
+def _backbone_records(root: Path) -> dict[str, dict[str, Any]] | None:
+    """The "backbones" entries of checkpoint `root`'s config.json, if it has any."""
+    if not (root / CONFIG_FILE).is_file():
+        return None
+    return portable.read_records(read_checkpoint_config(root), root / CONFIG_FILE)
+
+
+def load_weights_into(model: torch.nn.Module, file: str | os.PathLike) -> None:
+    """Load a `model.safetensors` into `model`; every key must match, except the frozen
+    backbone weights its checkpoint left out: the model's own are kept when their hash is the
+    recorded one."""
+    file = Path(file)
+    weights = _load_weights(file)
+    records = _backbone_records(file.parent)
+    left_out = portable.left_out_prefixes(records)
+    own = {k: v for k, v in model.state_dict().items() if not portable.is_left_out(k, left_out)}
+    _check_fit(own, weights, file)
+    if left_out:
+        portable.check_kept_weights(model, records or {}, str(file.parent))
+    model.load_state_dict(weights, strict=not left_out)
+
+
+def load_model(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    backbones: Mapping[str, str | os.PathLike] | None = None,
+    low_memory: bool = True,
+) -> RAVARModel:
     """Rebuild the model of checkpoint `path` from its config.json and load its weights (in eval
-    mode, on `device`)."""
+    mode, on `device`).
+
+    Backbones read from local folders are rebuilt from the configs the checkpoint carries
+    (the folders are not opened); frozen weights it left out are read from `backbones`
+    (module name, e.g. "visual", -> local folder) or else the recorded folder, and must match
+    the recorded hash. `low_memory`: parameters start on the meta device and the file's
+    tensors become the weights (no random weights are made); False builds the model with
+    random weights and copies the file's into them. Checkpoints without "backbones" (older
+    ones) rebuild their backbones from the recorded folders."""
     from ravar.models.registry import build_model
 
     root = find_checkpoint(path)
     config = read_checkpoint_config(root)
+    records = portable.read_records(config, root / CONFIG_FILE)
+    if records is None:
+        if backbones:
+            raise CheckpointError(
+                f"{root}: an older checkpoint without shipped backbones; --backbone does not "
+                "apply (it reads its backbones from the folders its config names)"
+            )
+        try:
+            model = build_model(config["family"], config["model"])
+        except ConfigError as e:
+            raise CheckpointError(f"{root / CONFIG_FILE}: {e}") from None
+        load_weights_into(model, root / WEIGHTS_FILE)
+        return model.to(device).eval()
     try:
-        model = build_model(config["family"], config["model"])
+        shipped = portable.shipped_backbones(root, records)
+        with use_shipped(shipped), empty_parameters() if low_memory else nullcontext():
+            model = build_model(config["family"], config["model"])
     except ConfigError as e:
         raise CheckpointError(f"{root / CONFIG_FILE}: {e}") from None
-    load_weights_into(model, root / WEIGHTS_FILE)
+    weights = _load_weights(root / WEIGHTS_FILE)
+    weights.update(portable.left_out_weights(model, root, records, backbones))
+    _check_fit(model.state_dict(), weights, root / WEIGHTS_FILE)
+    if low_memory:
+        assign_state_dict(model, weights)
+        empty = meta_tensors(model)
+        if empty:
+            raise CheckpointError(f"{root / WEIGHTS_FILE}: no values for {empty[:3]}")
+    else:
+        model.load_state_dict(weights, strict=True)
     return model.to(device).eval()
+
+
+def strip_frozen_weights(
+    path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    backbones: Mapping[str, str | os.PathLike] | None = None,
+) -> Path:
+    """Rewrite checkpoint `path` (into `out`, default in place) without the frozen weights of
+    its backbones read from local folders, keeping its config, metrics and trainer state."""
+    root = find_checkpoint(path)
+    config = read_checkpoint_config(root)
+    model = load_model(root, backbones=backbones)
+    found = portable.local_backbones(model)
+    if not any(b.frozen_part is not None for _, b, _ in found):  # type: ignore[attr-defined]
+        raise CheckpointError(
+            f"{root}: no frozen backbone read from a local folder (or the packaged MiniLM): "
+            "no weights to leave out"
+        )
+    state = load_trainer_state(root) if (root / STATE_FILE).is_file() else None
+    return save_checkpoint(
+        out if out is not None else root,
+        model,
+        model_name=config["model_name"],
+        train=config.get("train"),
+        epoch=int(config.get("epoch", 0)),
+        step=int(config.get("step", 0)),
+        metrics=config.get("metrics"),
+        trainer_state=state,
+        frozen_weights=False,
+    )
 
 
 def load_trainer_state(path: str | os.PathLike) -> dict[str, Any]:

@@ -36,7 +36,7 @@ SELECT_METRICS = (
 )
 
 # keys that may differ between a run and its `--resume` without changing its results
-RESUMABLE_CHANGES = ("workers", "stop_after_epoch", "cache_dir")
+RESUMABLE_CHANGES = ("workers", "stop_after_epoch", "cache_dir", "frozen_weights")
 
 # YAML keys beside the TrainConfig keys
 RUN_KEYS = ("model_name", "family", "model", "data")
@@ -74,6 +74,7 @@ class TrainConfig:
     cache: Literal["auto", "off", "require"] = "auto"  # read frozen-backbone features (ravar cache)
     cache_dir: str | None = None  # where the feature stores are; None: DATA/cache
     allow_missing_detections: bool = False  # train a detection-reading model on splits without any
+    frozen_weights: bool = True  # False: checkpoints leave out frozen weights of local backbones
 
     def __post_init__(self) -> None:
         checks = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,11 +204,13 @@ def evaluate_checkpoint(
     cache: str = "auto",
     cache_dir: str | os.PathLike | None = None,
     allow_missing_detections: bool = False,
+    backbones: Mapping[str, str | os.PathLike] | None = None,
 ) -> EvalResult:
     """Evaluate checkpoint `checkpoint` on `split` of `data_dir`, sampling clips as the model was
     trained (`num_clips` K > 1: K clips per instance, probabilities and boxes averaged); rank 0
     writes `metrics.json` and `predictions.jsonl` to `out_dir` unless `write` is False. Features
-    of frozen backbones are read from matching stores under `cache` (see `ravar.cache`). A
+    of frozen backbones are read from matching stores under `cache` (see `ravar.cache`);
+    `backbones` gives local copies of backbones whose frozen weights the checkpoint left out. A
     model that reads detections refuses a split without any unless `allow_missing_detections`."""
     ctx = ctx or DistContext()
     if num_clips is not None and num_clips < 1:
@@ -216,7 +219,7 @@ def evaluate_checkpoint(
         raise RavarError(f"--batch-size: must be >= 1, got {batch_size}")
     root = Path(checkpoint)
     config = read_checkpoint_config(root)
-    model = load_model(root, device=ctx.device)
+    model = load_model(root, device=ctx.device, backbones=backbones)
     clip = model.config.clip
     if num_clips is not None:
         clip = dataclasses.replace(clip, num_clips=num_clips)

@@ -434,6 +434,7 @@ class Trainer:
                 "epoch": epoch,
                 "step": self.step,
                 "metrics": val,
+                "frozen_weights": self.cfg.frozen_weights,
             }
             if improved:
                 save_checkpoint(self.out / "best", self._eval_model(), **common)

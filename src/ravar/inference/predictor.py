@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time as clock
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -60,13 +60,16 @@ class Predictor:
         detector: str | Detector | None = AUTO,
         device: str | torch.device = "cpu",
         min_score: float | None = None,
+        backbones: Mapping[str, str | os.PathLike] | None = None,
     ) -> Predictor:
-        """Load checkpoint `path` (CheckpointError naming the file when it is unusable)."""
+        """Load checkpoint `path` (CheckpointError naming the file when it is unusable);
+        `backbones`: local copies of backbones whose frozen weights it left out
+        (`load_model`)."""
         from ravar.engine.checkpoint import find_checkpoint, load_model, read_checkpoint_config
 
         root = find_checkpoint(path)
         config = read_checkpoint_config(root)
-        model = load_model(root, device=device)
+        model = load_model(root, device=device, backbones=backbones)
         return cls(
             model,
             detector=detector,
@@ -230,6 +233,11 @@ def load(
     *,
     detector: str | Detector | None = AUTO,
     device: str | torch.device = "cpu",
+    backbones: Mapping[str, str | os.PathLike] | None = None,
 ) -> Predictor:
-    """A Predictor for checkpoint directory `checkpoint` (`ravar.load`)."""
-    return Predictor.from_checkpoint(Path(checkpoint), detector=detector, device=device)
+    """A Predictor for checkpoint directory `checkpoint` (`ravar.load`); `backbones` maps a
+    backbone's module name ("visual", "text") to a local copy when the checkpoint left out its
+    frozen weights."""
+    return Predictor.from_checkpoint(
+        Path(checkpoint), detector=detector, device=device, backbones=backbones
+    )

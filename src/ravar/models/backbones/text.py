@@ -30,6 +30,7 @@ from torch.nn.utils.rnn import pad_sequence
 from ravar.config import ConfigError
 from ravar.models.backbones.frozen import FrozenPartMixin
 from ravar.models.backbones.keywords import keyword_positions, letter_words, split_words
+from ravar.models.backbones.shipped import MINILM_SOURCE, shipped
 from ravar.models.pooling import masked_mean
 from ravar.util.hf_quiet import quiet_transformers
 
@@ -386,13 +387,17 @@ class HFTextEncoder(TextEncoder):
         super().__init__(config)
         from transformers import AutoConfig, AutoModel, BertConfig
 
-        if config.kind == "minilm":
-            name: str | None = str(minilm_path())
+        source = MINILM_SOURCE if config.kind == "minilm" else config.hf_name_or_path
+        found = shipped("text", source) if config.hf_config is None else None
+        if found is not None:  # a checkpoint's own copy: the folder is not read
+            name: str | None = source
+            self.tokenizer = _load_tokenizer(str(found.tokenizer))
         else:
-            name = config.hf_name_or_path
-        self.tokenizer = _load_tokenizer(config.tokenizer_path or str(name))
-        if config.hf_config is not None:
-            d = dict(config.hf_config)
+            name = str(minilm_path()) if config.kind == "minilm" else config.hf_name_or_path
+            self.tokenizer = _load_tokenizer(config.tokenizer_path or str(name))
+        hf_config = found.hf_config if found is not None else config.hf_config
+        if hf_config is not None:
+            d = dict(hf_config)
             try:
                 hf_cfg = AutoConfig.for_model(**d) if "model_type" in d else BertConfig(**d)
             except (TypeError, ValueError) as e:
@@ -421,6 +426,10 @@ class HFTextEncoder(TextEncoder):
             )
         if config.frozen:
             self._freeze(self.model)
+
+    def hf_config_dict(self) -> dict[str, Any]:
+        """The Hugging Face config of the built model as a dict (with its model_type)."""
+        return self.model.config.to_dict()
 
     def _encode(
         self, texts: list[str]

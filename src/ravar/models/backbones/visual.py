@@ -37,6 +37,7 @@ from torch import nn
 
 from ravar.config import ConfigError
 from ravar.models.backbones.frozen import FrozenPartMixin
+from ravar.models.backbones.shipped import shipped
 from ravar.util.hf_quiet import quiet_transformers
 
 FROZEN_CHOICES = ("all", "vision", "none")
@@ -407,6 +408,15 @@ class Blip2VisionQFormer(nn.Module):
         ).last_hidden_state  # [N, Q, C_qformer]
 
 
+def _hf_config_of(config: VisualConfig) -> dict[str, Any] | None:
+    """The config dict to build random (or empty) weights from: `hf_config`, or the one a
+    checkpoint shipped for `hf_name_or_path`; None: read the local folder."""
+    if config.hf_config is not None:
+        return config.hf_config
+    found = shipped("visual", config.hf_name_or_path)
+    return found.hf_config if found is not None else None
+
+
 def _pair(x: Any) -> tuple[int, int]:
     return (int(x), int(x)) if isinstance(x, int) else (int(x[0]), int(x[1]))
 
@@ -472,11 +482,12 @@ class HFVisualBackbone(VisualBackbone):
         from transformers import CLIPVisionConfig, CLIPVisionModel, ViTConfig, ViTModel
 
         kind = config.hf_kind
-        if config.hf_config is not None:
+        hf_config = _hf_config_of(config)
+        if hf_config is not None:
             try:
                 if kind == "vit":
-                    return ViTModel(ViTConfig(**config.hf_config), add_pooling_layer=False)
-                return CLIPVisionModel(CLIPVisionConfig(**config.hf_config))
+                    return ViTModel(ViTConfig(**hf_config), add_pooling_layer=False)
+                return CLIPVisionModel(CLIPVisionConfig(**hf_config))
             except (TypeError, ValueError) as e:
                 msg = f"VisualConfig.hf_config is not a valid {kind} config: {e}"
                 raise ConfigError(msg) from e
@@ -492,9 +503,10 @@ class HFVisualBackbone(VisualBackbone):
     def _build_blip2(self, config: VisualConfig) -> nn.Module:
         from transformers import Blip2Config
 
-        if config.hf_config is not None:
+        hf_config = _hf_config_of(config)
+        if hf_config is not None:
             try:
-                hf_cfg = Blip2Config(**config.hf_config)
+                hf_cfg = Blip2Config(**hf_config)
             except (TypeError, ValueError) as e:
                 msg = f"VisualConfig.hf_config is not a valid BLIP-2 config: {e}"
                 raise ConfigError(msg) from e
@@ -508,6 +520,12 @@ class HFVisualBackbone(VisualBackbone):
             model.load_checkpoint(folder)
         self._blip2_config = hf_cfg
         return model
+
+    def hf_config_dict(self) -> dict[str, Any]:
+        """The Hugging Face config of the built model as a dict: `hf_config` rebuilds it."""
+        if self.config.hf_kind == "blip2":
+            return self._blip2_config.to_dict()
+        return self.model.config.to_dict()  # type: ignore[union-attr,operator]
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         self._check_frames(frames)
