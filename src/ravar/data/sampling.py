@@ -62,9 +62,9 @@ def fit_offsets(offsets: np.ndarray, lo: int, hi: int | None) -> np.ndarray:
 
     A clip holding offset 0 keeps it (the keyframe slot stays on the keyframe) and fits the slots
     before it into [lo, -1] and those after into [1, hi]; other clips fit into [lo, hi]. Fitting
-    clamps each slot, and where the range has room for all the slots, also keeps them distinct:
-    slot i of m is held within [a + i, b - (m - 1 - i)] of the range [a, b]. Slots already inside
-    (the usual case) do not move.
+    clamps each slot, and keeps the slots distinct where the range has room for them: slot i of
+    m is held within [a + i, b - (m - 1 - i)] of the range [a, b]. A clip already inside (the
+    usual case) does not move.
     """
     top = _UNBOUNDED if hi is None else int(hi)
     out = np.array(offsets, dtype=np.int64, copy=True)
@@ -89,9 +89,9 @@ def _fit_clip(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 def _spread(y: np.ndarray, a: int, b: int) -> np.ndarray:
-    """Increasing `y` `[m]` clamped into [a, b], distinct where [a, b] holds m frames."""
-    m = len(y)
-    if m == 0 or b - a + 1 < m:
-        return np.clip(y, a, b)  # too few frames: some slots share one
-    i = np.arange(m)
-    return np.clip(y, a + i, b - (m - 1 - i))
+    """Increasing `y` `[m]` clamped into [a, b]: slot i held within [a + i, b - (m - 1 - i)],
+    so the slots stay distinct where [a, b] holds m frames, and otherwise the slots nearest the
+    keyframe keep what distinct frames there are."""
+    i = np.arange(len(y))
+    spread = np.minimum(np.maximum(y, a + i), b - (len(y) - 1 - i))
+    return np.minimum(np.maximum(spread, a), b)  # a > b (no frame on this side): b
