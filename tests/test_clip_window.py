@@ -294,3 +294,46 @@ def test_validate_and_the_plans_agree_on_the_frames_that_must_exist(refava_dir):
                  for f in ev.plan(i).clips.ravel()}  # fmt: skip
     assert read <= checked
     assert len(checked) == 4 * 91
+
+
+# ----------------------------------------------------------------------------------------------
+# the bug as a researcher met it: training and multi-clip evaluation on the RefAVA frames
+
+
+def test_refava_frames_train_with_jitter_and_evaluate_three_clips(
+    refava_dir, tmp_path, monkeypatch
+):
+    import test_engine_support  # registers the tiny test model
+    from ravar.data.frames import FrameFolderSource
+    from ravar.engine.config import resolve_run_config
+    from ravar.engine.evaluate import evaluate_checkpoint
+    from ravar.engine.train import fit
+
+    read: list[str] = []
+    load = FrameFolderSource._load
+
+    def recording_load(self, path):
+        read.append(str(path))
+        return load(self, path)
+
+    monkeypatch.setattr(FrameFolderSource, "_load", recording_load)
+    clip = ["model.clip.num_frames=8", "model.clip.num_clips=3", "model.clip.temporal_jitter=true"]
+    run = resolve_run_config(
+        test_engine_support.NAME, overrides=["epochs=3", "batch_size=4", "lr=0.05", *clip]
+    )
+    result = fit(run, refava_dir, tmp_path / "run", device="cpu", quiet=True)
+    assert result.finished and result.step == 9  # 12 records, 3 epochs
+    trained = len(read)
+    evaluate_checkpoint(tmp_path / "run" / "best", refava_dir, "test", num_clips=3, write=False)
+    assert len(read) > trained  # the evaluation read frames too
+
+    windows = {}  # video id -> frame numbers that exist
+    for vid in ("vidA", "vidB"):
+        windows[vid] = {
+            n for t in (902, 1480) for n in range((t - 900) * 30 - 45, (t - 900) * 30 + 46)
+        }
+    numbers = [(p.split("/")[-2], int(p[-10:-4])) for p in read]
+    outside = sorted({(v, n) for v, n in numbers if n not in windows[v]})
+    assert outside == []
+    edges = {n for _, n in numbers} & {15, 105, 17355, 17445}
+    assert {15, 17355} <= edges  # jitter and the first phase reached the window's first frames
