@@ -56,6 +56,9 @@ def multi_clip_offsets(offsets: np.ndarray, num_clips: int) -> np.ndarray:
     return offsets[None, :] + phases[:, None]  # [K, T]
 
 
+_UNBOUNDED = np.iinfo(np.int64).max // 4  # the upper end of a window without one
+
+
 def fit_offsets(offsets: np.ndarray, lo: int, hi: int | None) -> np.ndarray:
     """`offsets` (`[T]` or `[K, T]`, each clip increasing) moved into [lo, hi] (hi None: no
     upper end), clip by clip.
@@ -74,9 +77,6 @@ def fit_offsets(offsets: np.ndarray, lo: int, hi: int | None) -> np.ndarray:
     return out
 
 
-_UNBOUNDED = np.iinfo(np.int64).max // 4  # the upper end of a window without one
-
-
 def _fit_clip(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """One increasing clip `[T]` fitted into [lo, hi], offset 0 kept when present and allowed."""
     zero = np.flatnonzero(y == 0)
@@ -90,8 +90,8 @@ def _fit_clip(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 def _spread(y: np.ndarray, a: int, b: int) -> np.ndarray:
     """Increasing `y` `[m]` clamped into [a, b]: slot i held within [a + i, b - (m - 1 - i)],
-    so the slots stay distinct where [a, b] holds m frames, and otherwise the slots nearest the
-    keyframe keep what distinct frames there are."""
+    so the slots stay distinct where [a, b] holds m frames (otherwise some slots share a
+    frame)."""
     i = np.arange(len(y))
     spread = np.minimum(np.maximum(y, a + i), b - (len(y) - 1 - i))
     return np.minimum(np.maximum(spread, a), b)  # a > b (no frame on this side): b
