@@ -29,7 +29,7 @@ class ClipConfig:
     samples clips exactly as training did."""
 
     num_frames: int = 8  # T
-    window_seconds: float = 3.0  # T frames spread over +-window/2 around the keyframe
+    window_seconds: float = 3.0  # T frames over +-window/2 around the keyframe (within the data)
     stride: float | None = None  # frames between slots; overrides window_seconds when set
     size: tuple[int, int] = (224, 224)  # (height, width) of every frame
     normalization: str = "imagenet"  # see ravar.data.transforms.NORMALIZATIONS
