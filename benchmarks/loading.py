@@ -87,9 +87,9 @@ def build_dataset(root: Path, frames: np.ndarray, fps: float, instances: int) ->
     h, w = frames.shape[1:3]
     for kind, spec in (
         ("jpg", FrameSourceSpec(kind="frames", root="frames", pattern=JPEG_PATTERN, fps=fps,
-                                time_offset=0.0, first_index=0)),
+                                time_offset=0.0, first_index=0, keyframe_window=None)),
         ("mp4", FrameSourceSpec(kind="video", root="videos", pattern="{video_id}.mp4", fps=fps,
-                                time_offset=0.0, first_index=0)),
+                                time_offset=0.0, first_index=0, keyframe_window=None)),
     ):  # fmt: skip
         DatasetMeta(name=f"loading-{kind}", frame_source=spec, image_size=(w, h)).save(root / kind)
         write_split(root / kind, "train", records)

@@ -41,7 +41,11 @@ def make_frames_dataset(
     one record per (video, time), split 'train' and 'val' identical."""
     box = box or BOX
     spec = FrameSourceSpec(
-        kind="frames", root="frames", pattern="{video_id}/image_{index:06d}." + ext, fps=fps
+        kind="frames",
+        root="frames",
+        pattern="{video_id}/image_{index:06d}." + ext,
+        fps=fps,
+        keyframe_window=2.0,
     )
     DatasetMeta(name="test", frame_source=spec, image_size=(W, H)).save(root)
     records = []
@@ -69,6 +73,39 @@ def make_frames_dataset(
             )
     write_split(root, "train", records)
     write_split(root, "val", records)
+    return root
+
+
+PERSON_BOXES = ([0.05, 0.2, 0.3, 0.95], [0.4, 0.15, 0.6, 0.9], [0.7, 0.25, 0.95, 1.0])
+PERSON_TEXTS = ("the person on the left", "the person in the middle", "the person on the right")
+PERSON_ACTIONS = ([12, 17], [11, 79], [14, 80])
+
+
+def make_refava_window_dataset(
+    root: Path, video_ids: tuple[str, ...] = ("vidA", "vidB"), times: tuple[int, ...] = (902, 1480)
+) -> Path:
+    """A dataset as `ravar data import-refava` writes one from the release: the AVA frame layout
+    (image_%06d.jpg, 30 fps, second s is file number (s - 900) * 30) holding only the frames
+    within +-1.5 s (+-45 frames) of each keyframe, every person of a keyframe annotated (three,
+    each also a person detection), the same records in 'train', 'val' and 'test'."""
+    from ravar.data.importers import ava_frame_source
+
+    spec = ava_frame_source("frames")
+    DatasetMeta(name="refava-window", frame_source=spec, image_size=(W, H)).save(root)
+    records = []
+    for vid in video_ids:
+        (root / "frames" / vid).mkdir(parents=True, exist_ok=True)
+        for t in times:
+            key = (t - 900) * 30
+            for i in range(key - 45, key + 46):
+                Image.fromarray(frame_pixels(i)).save(root / "frames" / vid / f"image_{i:06d}.jpg")
+            people = [Detection(box=list(b), category="person", score=0.9) for b in PERSON_BOXES]
+            for pid, (b, text, actions) in enumerate(
+                zip(PERSON_BOXES, PERSON_TEXTS, PERSON_ACTIONS, strict=True)
+            ):
+                records.append(Record(vid, t, pid, text, list(b), list(actions), list(people)))
+    for split in ("train", "val", "test"):
+        write_split(root, split, records)
     return root
 
 

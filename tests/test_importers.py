@@ -116,6 +116,8 @@ def test_refava_writes_the_ava_frame_source(tmp_path: Path) -> None:
     assert fs.pattern == "{video_id}/image_{index:06d}.jpg"
     assert (fs.fps, fs.time_offset, fs.first_index) == (30.0, 900.0, 0)
     assert fs.frame_index(902) == 60
+    assert fs.keyframe_window == 1.5  # the release's frames: +-1.5 s around each keyframe
+    assert '"keyframe_window": 1.5' in (out / "dataset.json").read_text()
     assert any("does not exist" in n for n in report.notes)  # ../frames is not there
 
 

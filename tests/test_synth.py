@@ -125,6 +125,9 @@ def test_clips_cover_the_window_and_keyframe_box_fits_the_person(small_dir: Path
     assert frames.shape[1:] == (64, 64, 3)
     assert spec.frame_index(rec.time - 1.5) >= 0
     assert spec.frame_index(rec.time + 1.5) <= len(frames) - 1
+    # dataset.json says which frames exist: the keyframe's +-1.5 s, every frame of the clip
+    assert spec.keyframe_window == 1.5
+    assert spec.frame_range(rec.time) == (0, len(frames) - 1)
 
 
 def test_same_seed_gives_identical_annotations(small_dir: Path, tmp_path: Path) -> None:

@@ -21,9 +21,11 @@ def register(dsub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--window",
         type=non_negative_float,
-        default=3.0,
+        default=None,
         metavar="SECONDS",
-        help="clip length around each keyframe whose frames must exist (default 3)",
+        help="length of the window around each keyframe whose frames must exist (default: "
+        "the frames training and evaluation read, +- dataset.json's frame_source."
+        "keyframe_window; 3 s when it is null)",
     )
     p.add_argument("--deep", action="store_true", help="also decode keyframes and window ends")
     p.add_argument("--no-frames", action="store_true", help="skip the frame checks")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -13,10 +14,13 @@ from torch.utils.data import Dataset
 
 from ravar.data.format import Detection, Record, load_meta, read_split
 from ravar.data.frames import open_frame_source
-from ravar.data.sampling import clamp_indices, clip_offsets, jitter_offsets, multi_clip_offsets
+from ravar.data.sampling import clip_offsets, fit_offsets, jitter_offsets, multi_clip_offsets
 from ravar.data.transforms import frames_to_tensor, hflip_clip, normalization_stats
 from ravar.errors import RavarError
 from ravar.labels import multi_hot
+
+log = logging.getLogger(__name__)
+_WARNED_WIDE: set[tuple[str, tuple[int, ...]]] = set()  # (dataset, clip offsets) warned about
 
 
 @dataclass
@@ -25,7 +29,7 @@ class ClipConfig:
     samples clips exactly as training did."""
 
     num_frames: int = 8  # T
-    window_seconds: float = 3.0  # T frames spread over +-window/2 around the keyframe
+    window_seconds: float = 3.0  # T frames over +-window/2 around the keyframe (within the data)
     stride: float | None = None  # frames between slots; overrides window_seconds when set
     size: tuple[int, int] = (224, 224)  # (height, width) of every frame
     normalization: str = "imagenet"  # see ravar.data.transforms.NORMALIZATIONS
@@ -97,8 +101,30 @@ class RAVARDataset(Dataset):
             self.config.num_frames, window_frames, self.config.stride
         )  # [T]
         self.half_window = max(int(np.abs(self.offsets).max()), int(round(window_frames / 2)))
+        self._warn_if_wider_than_data()
         self.features: Any | None = None  # cached visual features (see `use_features`)
         self.load_frames = True
+
+    def _warn_if_wider_than_data(self) -> None:
+        """Say once (per dataset and clip) when the clip reaches past the frames the dataset
+        holds around a keyframe: its outer slots are then clamped into that window."""
+        spec = self.meta.frame_source
+        if spec.keyframe_window is None:
+            return
+        frames = int(np.floor(spec.keyframe_window * spec.fps + 0.5))
+        reach = int(np.abs(self.offsets).max())
+        key = (str(self.dataset_dir), tuple(int(o) for o in self.offsets))
+        if reach <= frames or key in _WARNED_WIDE:
+            return
+        _WARNED_WIDE.add(key)
+        cfg = self.config
+        log.warning(
+            "%s: the clip (clip.num_frames=%d, clip.window_seconds=%g, clip.stride=%s) reaches "
+            "+-%d frames from the keyframe, dataset.json frame_source.keyframe_window holds "
+            "+-%g s (+-%d frames): its outer frames are clamped into that window",
+            self.dataset_dir, cfg.num_frames, cfg.window_seconds, cfg.stride, reach,
+            spec.keyframe_window, frames,
+        )  # fmt: skip
 
     def use_features(self, features: Any | None, load_frames: bool = False) -> None:
         """Give items the cached visual features of their clips (`visual_features`, `[T, Q, C]`
@@ -136,13 +162,27 @@ class RAVARDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def plan(self, index: int) -> _Plan:
-        """The frame numbers sample `index` reads (exposed for tests and tools)."""
+    def readable_range(self, index: int) -> tuple[int, int | None]:
+        """First and last frame number that sample `index` may read: the dataset's window around
+        its keyframe, within the video (last None: no known end)."""
         rec = self.records[index]
         spec = self.meta.frame_source
-        key = spec.frame_index(rec.time)
+        first, last = spec.frame_range(rec.time)
+        n = self.source.num_frames(rec.video_id)
+        if n is not None:
+            end = spec.first_index + n - 1
+            last = end if last is None else min(last, end)
+        return first, last
+
+    def plan(self, index: int) -> _Plan:
+        """The frame numbers sample `index` reads (exposed for tests and tools): all inside
+        `readable_range(index)` (see `ravar.data.sampling.fit_offsets`)."""
+        rec = self.records[index]
+        key = self.meta.frame_source.frame_index(rec.time)
         cfg = self.config
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        first, last = self.readable_range(index)
+        lo, hi = first - key, None if last is None else last - key  # offsets that exist
         flip = False
         if self.train:
             offsets = jitter_offsets(self.offsets, rng) if cfg.temporal_jitter else self.offsets
@@ -150,9 +190,9 @@ class RAVARDataset(Dataset):
             flip = bool(rng.random() < cfg.hflip_prob)
         else:
             offsets = multi_clip_offsets(self.offsets, cfg.num_clips)  # [K, T]
-            offsets = np.clip(offsets, -self.half_window, self.half_window)
-        n = self.source.num_frames(rec.video_id)
-        clips = clamp_indices(key + offsets, spec.first_index, n)  # [K, T]
+            lo = max(lo, -self.half_window)  # phases stay within the clip's own window too
+            hi = self.half_window if hi is None else min(hi, self.half_window)
+        clips = key + fit_offsets(offsets, lo, hi)  # [K, T]
         slot = int(np.flatnonzero(clips[0] == key)[0]) if (clips[0] == key).any() else -1
         return _Plan(clips=clips, key_frame=key, key_slot=slot, flip=flip)
 

@@ -20,6 +20,12 @@ A record is one referred person at one keyframe::
 by the location-semantic stream. Frame numbers follow the AVA rule: the file number of time `t` is
 ``round((t - time_offset) * fps) + first_index`` (AVA: time_offset 900, fps 30, first_index 0, so
 second 902 is ``image_000060.jpg``).
+
+``frame_source.keyframe_window`` says which frames exist: those within +- that many seconds of
+each keyframe (RefAVA ships +-1.5 s: 91 frames at 30 fps), or, when null, every frame of the
+video. Clips, training jitter and multi-clip phases never read outside it, and `ravar data
+validate` checks exactly those frames. A dataset.json written before the key existed reads as
++-1.5 s, the RefAVA window (never more than such a dataset is known to hold).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ META_FILE = "dataset.json"
 ANNOTATION_DIR = "annotations"
 STANDARD_SPLITS = ("train", "val", "test")
 FRAME_SOURCE_KINDS = ("frames", "video")
+REFAVA_KEYFRAME_WINDOW = 1.5  # seconds either side of a keyframe whose frames RefAVA ships
 LABEL_SET = "ava_v2.2"
 
 
@@ -53,6 +60,8 @@ class FrameSourceSpec:
     kind "video": `pattern` names one video file per video id, e.g. ``{video_id}.mp4``; a record's
     time is then seconds from `time_offset` in that file.
     `root` is relative to the dataset folder unless absolute.
+    `keyframe_window`: the frames that exist are those within +- this many seconds of each
+    keyframe (None: every frame of the video).
     """
 
     kind: str = "frames"
@@ -61,11 +70,20 @@ class FrameSourceSpec:
     fps: float = 30.0
     time_offset: float = 900.0
     first_index: int = 0
+    keyframe_window: float | None = REFAVA_KEYFRAME_WINDOW
 
     def frame_index(self, time: float) -> int:
         """File number (kind "frames") or decoded frame number (kind "video") at `time` seconds."""
         # round half up (Python's round() would send 28.5 to 28 and 29.5 to 30)
         return math.floor((time - self.time_offset) * self.fps + 0.5) + self.first_index
+
+    def frame_range(self, time: float) -> tuple[int, int | None]:
+        """First and last frame number that exist around the keyframe at `time` seconds (last
+        None: up to the end of the video)."""
+        if self.keyframe_window is None:
+            return self.first_index, None
+        first = max(self.frame_index(time - self.keyframe_window), self.first_index)
+        return first, self.frame_index(time + self.keyframe_window)
 
 
 @dataclass
@@ -127,6 +145,13 @@ class DatasetMeta:
             raise DataFormatError(f"{where}: key 'frame_source.pattern' must contain {{video_id}}")
         if fs.kind == "frames" and "{index" not in fs.pattern:
             raise DataFormatError(f"{where}: key 'frame_source.pattern' must contain {{index...}}")
+        window = fs.keyframe_window
+        if window is not None and (not _is_number(window) or window < 0):
+            raise DataFormatError(
+                f"{where}: key 'frame_source.keyframe_window' must be a number of seconds >= 0 "
+                f"(the frames that exist either side of each keyframe) or null (every frame of "
+                f"the video), got {window!r}"
+            )
         size = d.get("image_size")
         if size is not None:
             if (

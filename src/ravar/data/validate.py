@@ -31,6 +31,7 @@ from ravar.data.frames import VideoFileSource, open_frame_source
 from ravar.errors import RavarError
 from ravar.labels import NUM_CLASSES, action_name
 
+DEFAULT_WINDOW_SECONDS = 3.0  # checked around keyframes of whole videos: the default clip
 FPS_TOLERANCE = 0.01  # relative difference between a video's fps and dataset.json's that warns
 PATHS_SHOWN = 2  # missing paths named per keyframe
 TOP_ACTIONS = 10
@@ -98,7 +99,7 @@ def validate_dataset(
     dataset_dir: str | os.PathLike,
     *,
     splits: Sequence[str] | None = None,
-    window_seconds: float = 3.0,
+    window_seconds: float | None = None,
     check_frames: bool = True,
     deep: bool = False,
     max_errors: int | None = None,
@@ -106,13 +107,16 @@ def validate_dataset(
     """Check the dataset folder `dataset_dir` and summarise it.
 
     splits: the splits to check (default: every `annotations/*.jsonl`).
-    window_seconds: the clip length around each keyframe whose frames must all exist.
+    window_seconds: the length of the window around each keyframe whose frames must all exist;
+        default: the frames training and evaluation can read, those dataset.json's
+        `frame_source.keyframe_window` says exist (+- that many seconds), or, when it says every
+        frame of the video exists (null), the default clip's 3 s.
     check_frames: check that the frames (or video files) of every clip window exist.
     deep: also decode the keyframe and the window's first and last frame of each keyframe.
     max_errors: keep at most this many error messages (the rest are only counted) and stop
         the frame checks once that many are found.
     """
-    if not window_seconds >= 0:
+    if window_seconds is not None and not window_seconds >= 0:
         raise ValueError(f"window_seconds must be >= 0, got {window_seconds!r}")
     report = ValidationReport(dataset_dir=str(dataset_dir))
     report.summary = {"dataset": None, "frame_source": None, "splits": {}, "shared_videos": {}}
@@ -224,11 +228,11 @@ def _check_frames(
     dataset_dir: Path,
     meta: DatasetMeta,
     data: list[_SplitData],
-    window_seconds: float,
+    window_seconds: float | None,
     deep: bool,
     limit: int | None,
 ) -> None:
-    """Check that every frame of every keyframe's clip window exists (and decodes, if deep)."""
+    """Check that every frame of every keyframe's window exists (and decodes, if deep)."""
     try:
         source = open_frame_source(dataset_dir, meta)
     except RavarError as e:
@@ -250,7 +254,15 @@ def _check_frames(
             first_use.setdefault(kf, (sd.name, lineno))
             uses[kf] += 1
 
-    half = window_seconds / 2
+    if window_seconds is not None:
+        half: float = window_seconds / 2
+        window = f"+-{half:g} s window (--window {window_seconds:g})"
+    elif spec.keyframe_window is not None:
+        half = spec.keyframe_window
+        window = f"+-{half:g} s window (dataset.json frame_source.keyframe_window)"
+    else:
+        half = DEFAULT_WINDOW_SECONDS / 2
+        window = f"+-{half:g} s window (the default clip's; keyframe_window is null)"
     fps_checked: set[str] = set()  # video ids whose file's fps was compared
     size_checked: set[str] = set()  # video ids whose frame size was compared (deep)
     for (vid, t), (split, lineno) in first_use.items():
@@ -269,7 +281,7 @@ def _check_frames(
             continue
         lo = max(spec.frame_index(t - half), spec.first_index)
         hi = spec.frame_index(t + half)
-        indices = list(range(lo, hi + 1))  # the clip window, frame numbers
+        indices = list(range(lo, hi + 1))  # the window, frame numbers
         try:
             missing = source.missing(vid, indices)
         except RavarError as e:
@@ -283,7 +295,7 @@ def _check_frames(
             more = ", ..." if len(missing) > PATHS_SHOWN else ""
             report.add_error(
                 f"{where}: frames: video_id {vid!r} at {t:g} s: {len(missing)} of the "
-                f"{len(indices)} frames of the {window_seconds:g} s window are missing "
+                f"{len(indices)} frames of the {window} are missing "
                 f"({shown}{more}){users}",
                 limit,
             )

@@ -11,15 +11,16 @@ import torch
 
 from ravar.data.dataset import ClipConfig, pad_detections
 from ravar.data.format import Detection
-from ravar.data.sampling import clamp_indices, clip_offsets
+from ravar.data.sampling import clip_offsets, fit_offsets
 from ravar.data.transforms import frames_to_tensor
 
 
 def clip_plan(config: ClipConfig, fps: float, key: int, num_frames: int) -> np.ndarray:
     """Frame numbers `[T]` of the clip around keyframe `key` (the evaluation clip of the
-    dataset: offsets over `window_seconds * fps`, clamped to the video's frames)."""
+    dataset: offsets over `window_seconds * fps`, fitted into the video's frames as the dataset
+    fits them into a window that holds every frame)."""
     offsets = clip_offsets(config.num_frames, config.window_seconds * fps, config.stride)  # [T]
-    return clamp_indices(key + offsets, 0, num_frames)  # [T]
+    return key + fit_offsets(offsets, -key, num_frames - 1 - key)  # [T]
 
 
 def keyframe_inputs(

@@ -95,7 +95,7 @@ def make_clip(task: ClipTask) -> dict[str, Any]:
     scene, facts, targets = build_scene(preset, task)
     _, _, rng_pixels, rng_det = clip_rngs(task.seed, task.split, task.index)
     frames = render(scene, rng_pixels, preset.noise)  # [T, H, W, 3]
-    spec = frame_source(task.frames, preset.fps)
+    spec = frame_source(task.frames, preset.fps, preset.clip_seconds)
     write_clip(Path(task.out_dir), spec, scene.video_id, frames)
     dets = []
     for off in DETECTION_OFFSETS:
@@ -172,7 +172,7 @@ def generate(
         raise RavarError(f"{out}: directory is not empty (choose a new folder)")
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    spec = frame_source(frames, p.fps)
+    spec = frame_source(frames, p.fps, p.clip_seconds)
     meta = DatasetMeta(
         name=f"refava-synth-{preset}",
         frame_source=spec,

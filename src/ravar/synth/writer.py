@@ -14,14 +14,27 @@ VIDEO_PATTERN = "{video_id}.mp4"
 FRAME_PATTERN = "{video_id}/image_{index:06d}.jpg"
 
 
-def frame_source(kind: str, fps: float) -> FrameSourceSpec:
-    """The FrameSourceSpec of a synthetic dataset written as "mp4" or "jpg"."""
+def frame_source(kind: str, fps: float, clip_seconds: float) -> FrameSourceSpec:
+    """The FrameSourceSpec of a synthetic dataset written as "mp4" or "jpg". Each clip is a
+    whole video of `clip_seconds` with its keyframe in the middle, so the frames that exist are
+    the keyframe's +- clip_seconds / 2 (`keyframe_window`), which is every frame of the video."""
+    window = clip_seconds / 2
     if kind == "mp4":
         return FrameSourceSpec(
-            kind="video", root="videos", pattern=VIDEO_PATTERN, fps=fps, time_offset=0.0
+            kind="video",
+            root="videos",
+            pattern=VIDEO_PATTERN,
+            fps=fps,
+            time_offset=0.0,
+            keyframe_window=window,
         )
     return FrameSourceSpec(
-        kind="frames", root="frames", pattern=FRAME_PATTERN, fps=fps, time_offset=0.0
+        kind="frames",
+        root="frames",
+        pattern=FRAME_PATTERN,
+        fps=fps,
+        time_offset=0.0,
+        keyframe_window=window,
     )
 
 

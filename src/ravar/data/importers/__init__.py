@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ravar.data.format import (
+    REFAVA_KEYFRAME_WINDOW,
     DatasetMeta,
     FrameSourceSpec,
     Record,
@@ -240,7 +241,8 @@ def check_record(rec: Record) -> str | None:
 
 
 def ava_frame_source(frame_root: str | os.PathLike) -> FrameSourceSpec:
-    """The AVA frame layout under `frame_root` (absolute, or relative to the dataset folder)."""
+    """The AVA frame layout under `frame_root` (absolute, or relative to the dataset folder),
+    with the frames of RefAVA: +-1.5 s around each keyframe."""
     return FrameSourceSpec(
         kind="frames",
         root=str(frame_root),
@@ -248,6 +250,7 @@ def ava_frame_source(frame_root: str | os.PathLike) -> FrameSourceSpec:
         fps=AVA_FPS,
         time_offset=AVA_TIME_OFFSET,
         first_index=0,
+        keyframe_window=REFAVA_KEYFRAME_WINDOW,
     )
 
 
