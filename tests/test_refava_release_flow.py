@@ -48,7 +48,7 @@ def test_release_to_trained_model(tmp_path, capsys):
     # without detections the location stream would see no one: one line says what to run
     train = [
         "train", "--model", MODEL, "--data", str(data), "--epochs", "3", "--batch-size", "8",
-        "--quiet", "model.clip.num_clips=2",
+        "--quiet", "--select-metric", "mIoU", "model.clip.num_clips=2",
     ]  # fmt: skip
     assert main([*train, "--out", str(tmp_path / "refused")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
