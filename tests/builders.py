@@ -76,9 +76,9 @@ def make_frames_dataset(
     return root
 
 
-PERSON_BOXES = ([0.05, 0.2, 0.3, 0.95], [0.4, 0.15, 0.6, 0.9], [0.7, 0.25, 0.95, 1.0])
-PERSON_TEXTS = ("the person on the left", "the person in the middle", "the person on the right")
-PERSON_ACTIONS = ([12, 17], [11, 79], [14, 80])
+WINDOW_BOXES = ([0.05, 0.2, 0.3, 0.95], [0.4, 0.15, 0.6, 0.9], [0.7, 0.25, 0.95, 1.0])
+WINDOW_TEXTS = ("the person on the left", "the person in the middle", "the person on the right")
+WINDOW_ACTIONS = ([12, 17], [11, 79], [14, 80])
 
 
 def make_refava_window_dataset(
@@ -99,9 +99,9 @@ def make_refava_window_dataset(
             key = (t - 900) * 30
             for i in range(key - 45, key + 46):
                 Image.fromarray(frame_pixels(i)).save(root / "frames" / vid / f"image_{i:06d}.jpg")
-            people = [Detection(box=list(b), category="person", score=0.9) for b in PERSON_BOXES]
+            people = [Detection(box=list(b), category="person", score=0.9) for b in WINDOW_BOXES]
             for pid, (b, text, actions) in enumerate(
-                zip(PERSON_BOXES, PERSON_TEXTS, PERSON_ACTIONS, strict=True)
+                zip(WINDOW_BOXES, WINDOW_TEXTS, WINDOW_ACTIONS, strict=True)
             ):
                 records.append(Record(vid, t, pid, text, list(b), list(actions), list(people)))
     for split in ("train", "val", "test"):
