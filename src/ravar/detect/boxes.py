@@ -55,13 +55,9 @@ class DatasetBoxesDetector(DatasetDetector):
             return list(entry.box)
         assert keyframe.image is not None
         height, width = keyframe.image.shape[:2]
-        x1, y1, x2, y2 = entry.box
-        if x2 > width or y2 > height:
-            raise DataFormatError(
-                f"{self.path}: detections[{entry.number}]: key 'box' (pixels) {entry.box} "
-                f"reaches outside the {width}x{height} keyframe of {keyframe.video_id}"
-            )
-        return [x1 / width, y1 / height, x2 / width, y2 / height]
+        return entry.normalised(
+            self.path, self.units, width, height, f"keyframe of {keyframe.video_id}"
+        )
 
     def detect(self, keyframes: Sequence[DatasetKeyframe]) -> list[list[Detection]]:
         out = []

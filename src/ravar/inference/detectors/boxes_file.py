@@ -50,6 +50,21 @@ class BoxEntry:
     score: float
     video_id: str | None = None
 
+    def normalised(
+        self, file: Path, units: str, width: int, height: int, image: str
+    ) -> list[float]:
+        """The box as normalised xyxy: as written, or pixels divided by the `width` x `height`
+        of `image` (named in the error when the box reaches outside it)."""
+        if units == "normalized":
+            return list(self.box)
+        x1, y1, x2, y2 = self.box
+        if x2 > width or y2 > height:
+            raise PredictError(
+                f"{file}: detections[{self.number}]: key 'box' (pixels) {self.box} "
+                f"reaches outside the {width}x{height} {image}"
+            )
+        return [x1 / width, y1 / height, x2 / width, y2 / height]
+
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -145,17 +160,6 @@ class BoxesFileDetector(Detector):
             "min_score": self.min_score,
         }
 
-    def _normalised(self, entry: BoxEntry, width: int, height: int) -> list[float]:
-        if self.units == "normalized":
-            return list(entry.box)
-        x1, y1, x2, y2 = entry.box
-        if x2 > width or y2 > height:
-            raise PredictError(
-                f"{self.path}: detections[{entry.number}]: key 'box' (pixels) {entry.box} "
-                f"reaches outside the {width}x{height} frame"
-            )
-        return [x1 / width, y1 / height, x2 / width, y2 / height]
-
     def detect(self, keyframes: Sequence[Keyframe]) -> list[list[Detection]]:
         out = []
         for k in keyframes:
@@ -163,7 +167,9 @@ class BoxesFileDetector(Detector):
             frame = math.floor(k.time * k.fps + 0.5)
             dets = [
                 Detection(
-                    box=self._normalised(e, width, height), category=e.category, score=e.score
+                    box=e.normalised(self.path, self.units, width, height, "frame"),
+                    category=e.category,
+                    score=e.score,
                 )
                 for e in self.entries
                 if math.floor(e.time * k.fps + 0.5) == frame and e.score >= self.min_score
