@@ -93,7 +93,9 @@ class MultiHeadAttention(nn.Module):
         p = self.attn_dropout if self.training else 0.0
         return F.scaled_dot_product_attention(q, k, v, attn_mask=self._mask(key_mask), dropout_p=p)
 
-    def _fused(self, x: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None):
+    def _fused(
+        self, x: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         b, n, c = x.shape
         if context is None:
             q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
@@ -106,7 +108,9 @@ class MultiHeadAttention(nn.Module):
             )  # [B, h, M, d]
         return self.proj(merge_heads(self._attend(q, k, v, mask)))  # [B, N, C]
 
-    def _torch(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None):
+    def _torch(
+        self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         b, n, c = x.shape
         h, d = self.heads, c // self.heads
         w_q, w_kv = self.in_proj_weight.split([c, 2 * c])
