@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ravar.models.layers import merge_heads, split_heads
+
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
     """Softmax of `scores` along `dim` over the entries where `mask` (broadcastable, True = valid)
@@ -89,13 +91,9 @@ class AgentAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.drop = nn.Dropout(dropout)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # [B, h, N, d]
-
     def project(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> AgentState:
         """x [B, N, C] -> queries, keys, values and agents of every head."""
-        q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))  # 3 x [B, h, N, d]
+        q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))  # [B, h, N, d]
         return AgentState(q=q, k=k, v=v, agents=self.agent_tokens(q, mask), mask=mask)
 
     def agent_map(self, q: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
@@ -120,9 +118,7 @@ class AgentAttention(nn.Module):
     ) -> torch.Tensor:
         """Agent broadcast out = M V_A, heads merged and projected; padded queries give zeros:
         agent_map [B, h, N, n_a], v_agents [B, h, n_a, d] -> [B, N, C]."""
-        out = agent_map @ v_agents  # [B, h, N, d]
-        b, h, n, d = out.shape
-        out = self.proj(out.transpose(1, 2).reshape(b, n, h * d))  # [B, N, C]
+        out = self.proj(merge_heads(agent_map @ v_agents))  # [B, N, C]
         if mask is not None:
             out = out * mask[..., None]
         return self.drop(out)

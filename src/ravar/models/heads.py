@@ -6,23 +6,19 @@ import torch
 from torch import nn
 
 from ravar.labels import NUM_CLASSES
+from ravar.models.layers import FeedForward
 from ravar.util.box_ops import valid_boxes_from_unbounded
 
 
 class MLP(nn.Module):
-    """Linear layers with GELU (and dropout) between them."""
+    """A `FeedForward` (Linear layers with GELU and dropout between them) held as `net`, the
+    parameter names of the heads' checkpoints."""
 
     def __init__(
         self, dim_in: int, dim_hidden: int, dim_out: int, layers: int = 2, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        dims = [dim_in] + [dim_hidden] * (layers - 1) + [dim_out]
-        mods: list[nn.Module] = []
-        for i in range(len(dims) - 1):
-            mods.append(nn.Linear(dims[i], dims[i + 1]))
-            if i < len(dims) - 2:
-                mods += [nn.GELU(), nn.Dropout(dropout)]
-        self.net = nn.Sequential(*mods)
+        self.net = FeedForward(dim_in, dim_hidden, dim_out, layers, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ravar.config import ConfigError
@@ -35,6 +34,7 @@ from ravar.models.backbones import (
 )
 from ravar.models.base import RAVARModel
 from ravar.models.heads import MLP, ActionHead, BoxHead
+from ravar.models.layers import MultiHeadAttention, resize_pos_embed
 from ravar.models.losses import LossConfig
 from ravar.models.pooling import masked_mean
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_loss, tiny_visual
@@ -106,11 +106,7 @@ class RefAtomNetConfig:
             )
 
 
-def resize_embedding(emb: torch.Tensor, n: int) -> torch.Tensor:
-    """Learned position embeddings [N0, C] linearly resampled to [n, C] (unchanged if n == N0)."""
-    if emb.shape[0] == n:
-        return emb
-    return F.interpolate(emb.T[None], size=n, mode="linear", align_corners=True)[0].T
+resize_embedding = resize_pos_embed  # the name this module exported before `layers`
 
 
 class TokenMLP(nn.Module):
@@ -169,28 +165,6 @@ class AgentBlock(nn.Module):
         ]
 
 
-class SelfAttention(nn.Module):
-    """Standard multi-head self-attention with a key padding mask (True = valid)."""
-
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x [B, N, C], mask [B, N] (at least one valid key per row) -> [B, N, C]."""
-        b, n, c = x.shape
-        q, k, v = (
-            t.view(b, n, self.heads, c // self.heads).transpose(1, 2)  # [B, h, N, d]
-            for t in self.qkv(x).chunk(3, dim=-1)
-        )
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
-        out = out.transpose(1, 2).reshape(b, n, c)  # [B, N, C]
-        return self.drop(self.proj(out))
-
-
 class BottleneckBlock(nn.Module):
     """Attention bottleneck fusion (Nagrani et al. 2021): each stream runs a transformer layer over
     its own tokens plus the shared bottleneck tokens; the streams' updated bottlenecks are then
@@ -200,7 +174,8 @@ class BottleneckBlock(nn.Module):
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.dim) for _ in range(num_streams))
         self.attn = nn.ModuleList(
-            SelfAttention(cfg.dim, cfg.heads, cfg.dropout) for _ in range(num_streams)
+            MultiHeadAttention(cfg.dim, cfg.heads, out_dropout=cfg.dropout)
+            for _ in range(num_streams)
         )
         self.mlps = nn.ModuleList(
             TokenMLP(cfg.dim, cfg.mlp_ratio, cfg.dropout) for _ in range(num_streams)
@@ -221,7 +196,7 @@ class BottleneckBlock(nn.Module):
             if mask is not None:
                 full_mask[:, :n] = mask
             y = torch.cat([x, bottleneck], dim=1)  # [B, N_s + n_b, C]
-            y = mlp(y + attn(norm(y), full_mask))
+            y = mlp(y + attn(norm(y), key_mask=full_mask))
             outs.append((y[:, :n], mask))
             new_bottlenecks.append(y[:, n:])
         return outs, torch.stack(new_bottlenecks).mean(0)  # [B, n_b, C]
@@ -297,8 +272,8 @@ class RefAtomNet(RAVARModel):
         b, t, q, d = tokens.shape
         tokens = (
             tokens
-            + resize_embedding(self.temporal_pos, t)[None, :, None, :]  # [1, T, 1, dim]
-            + resize_embedding(self.spatial_pos, q)[None, None, :, :]  # [1, 1, Q, dim]
+            + resize_pos_embed(self.temporal_pos, t)[None, :, None, :]  # [1, T, 1, dim]
+            + resize_pos_embed(self.spatial_pos, q)[None, None, :, :]  # [1, 1, Q, dim]
         )
         return tokens.reshape(b, t * q, d)  # time-major: token index = t * Q + q
 

@@ -39,7 +39,6 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ravar.config import ConfigError
 from ravar.data.dataset import ClipConfig
 from ravar.errors import RavarError
 from ravar.models.backbones import (
@@ -52,6 +51,7 @@ from ravar.models.backbones import (
 )
 from ravar.models.base import RAVARModel, add_losses
 from ravar.models.heads import ActionHead, BoxHead
+from ravar.models.layers import FeedForward, MultiHeadAttention, resize_pos_embed
 from ravar.models.losses import LossConfig, compute_losses
 from ravar.models.mamba import MambaLayer
 from ravar.models.pooling import masked_mean
@@ -174,12 +174,10 @@ class CrossAttentionBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        # the parameters (and numbers) of torch.nn.MultiheadAttention, as checkpoints hold them
+        self.attn = MultiHeadAttention(dim, heads, attn_dropout=dropout, layout="torch")
         self.norm1 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.ffn = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
-        )
+        self.ffn = FeedForward(dim, int(dim * mlp_ratio), dim, dropout=dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
@@ -188,13 +186,7 @@ class CrossAttentionBlock(nn.Module):
     ) -> torch.Tensor:
         """x [B, N, C], context [B, M, C] (context_mask [B, M], True = valid; a row with no valid
         entry attends to all of them) -> [B, N, C]."""
-        padding = None
-        if context_mask is not None:
-            valid = context_mask.bool() | ~context_mask.bool().any(1, keepdim=True)  # [B, M]
-            padding = ~valid
-        attended, _ = self.attn(
-            x, context, context, key_padding_mask=padding, need_weights=False
-        )  # [B, N, C]
+        attended = self.attn(x, context, context_mask)  # [B, N, C]
         x = self.norm1(x + self.drop(attended))  # [B, N, C]
         return self.norm2(x + self.drop(self.ffn(x)))  # [B, N, C]
 
@@ -283,18 +275,13 @@ class RefAtomNetPP(RAVARModel):
                 " (evaluate multi-clip batches one clip at a time)"
             )
         tokens = self.visual_proj(self.backbone_tokens(batch))  # [B, T, Q, C]
-        t = tokens.shape[1]
-        if t > self.time_pos.shape[0]:
-            raise ConfigError(
-                f"the batch's clips have {t} frames but the model was built for "
-                f"clip.num_frames={self.time_pos.shape[0]}"
-            )
-        if tokens.shape[2] != self.token_pos.shape[0]:
-            raise ConfigError(
-                f"the visual backbone gave {tokens.shape[2]} tokens per frame, expected "
-                f"{self.token_pos.shape[0]} (visual.tokens_per_frame)"
-            )
-        return tokens + self.time_pos[:t, None, :] + self.token_pos[None, :, :]  # [B, T, Q, C]
+        t, q = tokens.shape[1:3]
+        # the first t of the clip.num_frames time positions; no other number of tokens per frame
+        time_pos = resize_pos_embed(self.time_pos, t, mode="prefix", name="clip.num_frames")
+        token_pos = resize_pos_embed(
+            self.token_pos, q, mode="fixed", name="visual.tokens_per_frame"
+        )  # [Q, C]
+        return tokens + time_pos[:, None, :] + token_pos[None, :, :]  # [B, T, Q, C]
 
     def scan_visual(self, tokens: torch.Tensor) -> torch.Tensor:
         """Mamba scans of V [B, T, Q, C] (per token along time, then / or over the clip frame

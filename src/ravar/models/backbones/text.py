@@ -31,6 +31,7 @@ from ravar.config import ConfigError
 from ravar.models.backbones.frozen import FrozenPartMixin
 from ravar.models.backbones.keywords import keyword_positions, letter_words, split_words
 from ravar.models.backbones.shipped import MINILM_SOURCE, shipped
+from ravar.models.layers import resize_pos_embed
 from ravar.models.pooling import masked_mean
 from ravar.util.hf_quiet import quiet_transformers
 
@@ -334,7 +335,8 @@ class ScratchTextEncoder(TextEncoder):
             strings.append([ws[i] for i in kws])
         ids = ids.to(device)
         mask = ids != _PAD_ID  # [B, L]
-        x = self.embed(ids) + self.pos[:, :length]  # [B, L, C]
+        pos = resize_pos_embed(self.pos, length, mode="prefix", name="TextConfig.max_length")
+        x = self.embed(ids) + pos  # [B, L, C]
         if self.encoder is not None:
             x = self.encoder(x, src_key_padding_mask=~mask)
         x = self.norm(x)  # [B, L, C]

@@ -38,6 +38,7 @@ from torch import nn
 from ravar.config import ConfigError
 from ravar.models.backbones.frozen import FrozenPartMixin
 from ravar.models.backbones.shipped import shipped
+from ravar.models.layers import FeedForward, MultiHeadAttention, resize_pos_embed
 from ravar.util.hf_quiet import quiet_transformers
 
 FROZEN_CHOICES = ("all", "vision", "none")
@@ -143,27 +144,6 @@ def _pool_grid(x: torch.Tensor, grid: tuple[int, int], side: int) -> torch.Tenso
 # scratch
 
 
-class _SelfAttention(nn.Module):
-    """Multi-head self-attention over the middle axis of `[N, L, C]`."""
-
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.dropout = dropout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, length, c = x.shape
-        qkv = self.qkv(x).view(n, length, 3, self.heads, c // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [N, heads, L, C/heads]
-        # softmax(q k^T / sqrt(d)) v
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0
-        )  # [N, heads, L, C/heads]
-        return self.proj(out.transpose(1, 2).reshape(n, length, c))
-
-
 class FactorisedBlock(nn.Module):
     """One space-time block on `[B, T, N, C]`: attention among the N tokens of each frame, then
     mixing of the T frames at each position (attention, depthwise conv or nothing), then an MLP;
@@ -175,18 +155,16 @@ class FactorisedBlock(nn.Module):
         super().__init__()
         self.temporal = temporal
         self.norm_space = nn.LayerNorm(dim)
-        self.attn_space = _SelfAttention(dim, heads, dropout)
+        self.attn_space = MultiHeadAttention(dim, heads, attn_dropout=dropout)
         if temporal == "attention":
             self.norm_time = nn.LayerNorm(dim)
-            self.attn_time = _SelfAttention(dim, heads, dropout)
+            self.attn_time = MultiHeadAttention(dim, heads, attn_dropout=dropout)
         elif temporal == "conv":
             self.norm_time = nn.LayerNorm(dim)
             self.conv_time = nn.Conv1d(dim, dim, kernel_size=3, padding=1, groups=dim)
         hidden = int(dim * mlp_ratio)
         self.norm_mlp = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
-        )
+        self.mlp = FeedForward(dim, hidden, dim, dropout=dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, n, c = x.shape  # [B, T, N, C]
@@ -231,18 +209,11 @@ class ScratchVisualBackbone(VisualBackbone):
             self._freeze(self)
 
     def _space_pos(self, h: int, w: int) -> torch.Tensor:
-        if (h, w) == self.grid:
-            return self.pos_space  # [1, 1, h*w, C]
-        g = self.pos_space.view(1, self.grid[0], self.grid[1], -1).permute(0, 3, 1, 2)
-        g = F.interpolate(g, size=(h, w), mode="bicubic", align_corners=False)  # [1, C, h, w]
-        return g.flatten(2).transpose(1, 2).unsqueeze(1)  # [1, 1, h*w, C]
+        pos = resize_pos_embed(self.pos_space[0, 0], (h, w), self.grid, "bicubic")  # [h*w, C]
+        return pos[None, None]  # [1, 1, h*w, C]
 
     def _time_pos(self, t: int) -> torch.Tensor:
-        if t == self.pos_time.shape[1]:
-            return self.pos_time  # [1, T, 1, C]
-        p = self.pos_time[0, :, 0].t().unsqueeze(0)  # [1, C, T0]
-        p = F.interpolate(p, size=t, mode="linear", align_corners=True)  # [1, C, T]
-        return p[0].t()[None, :, None]  # [1, T, 1, C]
+        return resize_pos_embed(self.pos_time[0, :, 0], t)[None, :, None]  # [1, T, 1, C]
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         self._check_frames(frames)
