@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ravar.config import ConfigError
-from ravar.data.dataset import ClipConfig
+from ravar.data.clip_config import ClipConfig
 from ravar.errors import RavarError
 from ravar.models.backbones import (
     LocationConfig,
