@@ -1,4 +1,5 @@
-"""`RAVARDataset`: referred instances of a canonical dataset folder as model-ready clips."""
+"""`RAVARDataset`: referred instances of a canonical dataset folder as model-ready clips: it plans
+the frames of each instance, decodes them and hands them to `ravar.data.sample.build_sample`."""
 
 from __future__ import annotations
 
