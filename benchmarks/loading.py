@@ -35,7 +35,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ravar.data.dataset import ClipConfig, RAVARDataset, collate
+from ravar.data.clip_config import ClipConfig
+from ravar.data.dataset import RAVARDataset, collate
 from ravar.data.format import DatasetMeta, FrameSourceSpec, Record, read_split, write_split
 from ravar.data.frames import VideoReader
 from ravar.data.transforms import frames_to_tensor, normalize_frames

@@ -10,7 +10,8 @@ import logging
 import numpy as np
 import pytest
 
-from ravar.data.dataset import ClipConfig, RAVARDataset
+from ravar.data.clip_config import ClipConfig
+from ravar.data.dataset import RAVARDataset
 from ravar.data.format import (
     REFAVA_KEYFRAME_WINDOW,
     DatasetMeta,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ravar.config import ConfigError, apply_overrides, from_dict, parse_overrides, to_dict
-from ravar.data.dataset import ClipConfig
+from ravar.data.clip_config import ClipConfig
 
 
 @dataclass

@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ravar.data.dataset import ClipConfig, RAVARDataset, collate
+from ravar.data.clip_config import ClipConfig
+from ravar.data.dataset import RAVARDataset, collate
 from ravar.data.format import DatasetMeta, FrameSourceSpec, Record, write_split
 from ravar.data.frames import FrameFolderSource, safe_join
 from ravar.data.transforms import denormalize, swap_left_right

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 
 from ravar.cli import main
-from ravar.data.dataset import ClipConfig, RAVARDataset
+from ravar.data.clip_config import ClipConfig
+from ravar.data.dataset import RAVARDataset
 from ravar.labels import multi_hot
 
 from builders import H, W, band_index, make_frames_dataset

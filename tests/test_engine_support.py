@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ravar.data.dataset import ClipConfig
+from ravar.data.clip_config import ClipConfig
 from ravar.data.format import Record, write_split
 from ravar.errors import RavarError
 from ravar.labels import NUM_CLASSES

@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ravar.cache.store import CacheError
 from ravar.config import ConfigError
-from ravar.data.dataset import ClipConfig, RAVARDataset, collate
+from ravar.data.clip_config import ClipConfig
+from ravar.data.dataset import RAVARDataset, collate
 from ravar.errors import DataFormatError, FrameError, RavarError, original_message
 from ravar.metrics import MetricInputError
 

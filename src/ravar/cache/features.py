@@ -35,7 +35,8 @@ from ravar.cache.store import (
     identity_key,
     module_fingerprint,
 )
-from ravar.data.dataset import ClipConfig, RAVARDataset, collate
+from ravar.data.clip_config import ClipConfig
+from ravar.data.dataset import RAVARDataset, collate
 from ravar.data.detections import require_detections
 from ravar.data.format import META_FILE, annotation_path, read_split
 from ravar.data.transforms import swap_left_right

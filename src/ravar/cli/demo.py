@@ -60,7 +60,8 @@ def ensure_synth(data_dir: Path, preset: str, seed: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ravar.data.dataset import ClipConfig, RAVARDataset, collate
+    from ravar.data.clip_config import ClipConfig
+    from ravar.data.dataset import RAVARDataset, collate
     from ravar.data.validate import validate_dataset
     from ravar.engine.plots import plot_predictions
     from ravar.metrics import format_metrics_table

@@ -1,61 +1,26 @@
-"""`RAVARDataset`: referred instances of a canonical dataset folder as model-ready clips."""
+"""`RAVARDataset`: referred instances of a canonical dataset folder as model-ready clips: it plans
+the frames of each instance, decodes them and hands them to `ravar.data.sample.build_sample`."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ravar.data.clip_config import ClipConfig  # also importable from here (public name)
 from ravar.data.format import Detection, Record, load_meta, read_split
 from ravar.data.frames import open_frame_source
+from ravar.data.sample import build_sample, key_slot
 from ravar.data.sampling import clip_offsets, fit_offsets, jitter_offsets, multi_clip_offsets
-from ravar.data.transforms import frames_to_tensor, hflip_clip, normalization_stats
 from ravar.errors import RavarError
-from ravar.labels import multi_hot
 
 log = logging.getLogger(__name__)
 _WARNED_WIDE: set[tuple[str, tuple[int, ...]]] = set()  # (dataset, clip offsets) warned about
-
-
-@dataclass
-class ClipConfig:
-    """How instances become clips. Models record it in their checkpoints so that inference
-    samples clips exactly as training did."""
-
-    num_frames: int = 8  # T
-    window_seconds: float = 3.0  # T frames over +-window/2 around the keyframe (within the data)
-    stride: float | None = None  # frames between slots; overrides window_seconds when set
-    size: tuple[int, int] = (224, 224)  # (height, width) of every frame
-    normalization: str = "imagenet"  # see ravar.data.transforms.NORMALIZATIONS
-    max_detections: int = 16  # D: detections padded / cut to this many (highest scores kept)
-    hflip_prob: float = 0.5  # training only: mirror clip, boxes and left/right words together
-    temporal_jitter: bool = True  # training only
-    num_clips: int = 1  # evaluation: K clips at K temporal phases (predictions are averaged)
-    on_missing_frame: str = "raise"  # or "nearest": use the nearest good frame, with a warning
-    jpeg_draft: bool = False  # JPEG frames: decode at a reduced scale still >= size (faster)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.size, int):
-            self.size = (self.size, self.size)
-        self.size = (int(self.size[0]), int(self.size[1]))
-        if self.num_frames < 1 or self.num_clips < 1 or self.max_detections < 0:
-            raise ValueError(
-                "ClipConfig: num_frames and num_clips must be >= 1, max_detections >= 0"
-            )
-        if not 0.0 <= self.hflip_prob <= 1.0:
-            raise ValueError(f"ClipConfig: hflip_prob must be in [0, 1], got {self.hflip_prob}")
-        normalization_stats(self.normalization)  # raises on an unknown name
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["size"] = list(self.size)
-        return d
 
 
 @dataclass
@@ -193,8 +158,7 @@ class RAVARDataset(Dataset):
             lo = max(lo, -self.half_window)  # phases stay within the clip's own window too
             hi = self.half_window if hi is None else min(hi, self.half_window)
         clips = key + fit_offsets(offsets, lo, hi)  # [K, T]
-        slot = int(np.flatnonzero(clips[0] == key)[0]) if (clips[0] == key).any() else -1
-        return _Plan(clips=clips, key_frame=key, key_slot=slot, flip=flip)
+        return _Plan(clips=clips, key_frame=key, key_slot=key_slot(clips[0], key), flip=flip)
 
     def _cached_features(self, index: int, plan: _Plan) -> torch.Tensor:
         """The cached features of the clips of `plan`: `[K, T, Q, C]`."""
@@ -215,72 +179,33 @@ class RAVARDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
-        cfg = self.config
         plan = self.plan(index)
         cached = self._cached_features(index, plan) if self.features is not None else None
+        raw, wanted, image_size = None, None, None
         if not self.load_frames:
-            return self._item(
-                index, plan, None, None, cached, tuple(self.features.image_size[index])
-            )
-        wanted = np.unique(np.append(plan.clips.ravel(), plan.key_frame))  # sorted frame numbers
-        raw = self.source.read(rec.video_id, wanted.tolist())  # [F, H, W, 3] uint8 RGB
-        height, width = raw.shape[1:3]
-        if self.config.jpeg_draft and hasattr(self.source, "full_size"):  # decoded reduced
-            width, height = self.source.full_size(rec.video_id, plan.key_frame)
-        pos = {int(f): i for i, f in enumerate(wanted)}
-        clip_rows = [pos[int(f)] for f in plan.clips.ravel()]
-        size, norm = cfg.size, cfg.normalization
-        pixels = frames_to_tensor(raw[clip_rows], size, norm, self.uint8)  # [K*T, 3, h, w]
-        if plan.key_slot >= 0:  # the keyframe is a frame of the (first) clip
-            keyframe = pixels[plan.key_slot]  # [3, h, w]
+            image_size = tuple(self.features.image_size[index])
         else:
-            keyframe = frames_to_tensor(raw[[pos[plan.key_frame]]], size, norm, self.uint8)[0]
-        frames = pixels.view(
-            cfg.num_clips if not self.train else 1, cfg.num_frames, *pixels.shape[1:]
+            wanted = np.unique(np.append(plan.clips.ravel(), plan.key_frame))  # frame numbers
+            raw = self.source.read(rec.video_id, wanted.tolist())  # [F, H, W, 3] uint8 RGB
+            if self.config.jpeg_draft and hasattr(self.source, "full_size"):  # decoded reduced
+                image_size = self.source.full_size(rec.video_id, plan.key_frame)
+        sample = build_sample(
+            raw,
+            wanted,
+            plan.clips,
+            plan.key_frame,
+            rec.text,
+            self._detections(rec),
+            self.config,
+            box=rec.box,
+            actions=rec.actions,
+            flip=plan.flip,
+            uint8=self.uint8,
+            image_size=image_size,
+            visual_features=cached,
         )
-        return self._item(index, plan, frames, keyframe, cached, (int(width), int(height)))
-
-    def _item(
-        self,
-        index: int,
-        plan: _Plan,
-        frames: torch.Tensor | None,
-        keyframe: torch.Tensor | None,
-        cached: torch.Tensor | None,
-        image_size: tuple[int, int],
-    ) -> dict[str, Any]:
-        """One sample: `frames` [K, T, 3, h, w] and / or `cached` features [K, T, Q, C]."""
-        rec = self.records[index]
-        box = torch.tensor(rec.box, dtype=torch.float32)  # [4]
-        det_boxes, det_scores, det_categories, det_mask = self._detections(rec)
-        text = rec.text
-        if plan.flip and frames is not None and keyframe is not None:
-            frames, box, det_boxes, text = hflip_clip(frames, box, det_boxes, text)
-            keyframe = keyframe.flip(-1)
-            det_boxes = torch.where(det_mask[:, None], det_boxes, torch.zeros_like(det_boxes))
-
-        item: dict[str, Any] = {}
-        if frames is not None and keyframe is not None:
-            item["frames"] = (
-                frames[0] if frames.shape[0] == 1 else frames
-            )  # [T, 3, h, w] or [K, ...]
-            item["keyframe"] = keyframe  # [3, h, w]
-            if self.uint8:  # how `to_device` turns the uint8 pixels into the model's input
-                item["pixel_normalization"] = self.config.normalization
-        if cached is not None:
-            item["visual_features"] = cached[0] if cached.shape[0] == 1 else cached  # [T, Q, C]
-        return item | {
-            "key_slot": plan.key_slot,
-            "frame_indices": torch.from_numpy(plan.clips[0].copy()),  # [T] frame numbers
-            "text": text,
-            "box": box,  # [4] normalised xyxy
-            "labels": multi_hot(rec.actions),  # [80]
-            "det_boxes": det_boxes,  # [D, 4]
-            "det_scores": det_scores,  # [D]
-            "det_categories": det_categories,  # D strings, "" for padding
-            "det_mask": det_mask,  # [D] bool
+        return sample | {
             "flipped": plan.flip,
-            "image_size": (int(image_size[0]), int(image_size[1])),
             "index": index,
             "key": rec.key,
             "video_id": rec.video_id,
@@ -288,31 +213,9 @@ class RAVARDataset(Dataset):
             "person_id": str(rec.person_id),
         }
 
-    def _detections(
-        self, rec: Record
-    ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
-        """Keyframe detections padded to D: boxes [D, 4], scores [D], categories, mask [D]."""
-        dets = [det for det in (rec.detections or []) if det.time is None or det.time == rec.time]
-        return pad_detections(dets, self.config.max_detections)
-
-
-def pad_detections(
-    detections: Sequence[Detection], max_detections: int
-) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
-    """Detections padded to D = `max_detections`, highest scores first: boxes [D, 4],
-    scores [D], categories (D strings, "" for padding), mask [D]."""
-    d = max_detections
-    kept = sorted(detections, key=lambda det: -det.score)[:d]
-    boxes = torch.zeros(d, 4)
-    scores = torch.zeros(d)
-    mask = torch.zeros(d, dtype=torch.bool)
-    categories = [""] * d
-    for i, det in enumerate(kept):
-        boxes[i] = torch.tensor(det.box)
-        scores[i] = det.score
-        mask[i] = True
-        categories[i] = det.category
-    return boxes, scores, categories, mask
+    def _detections(self, rec: Record) -> list[Detection]:
+        """The detections of the record's keyframe."""
+        return [det for det in (rec.detections or []) if det.time is None or det.time == rec.time]
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -88,8 +88,10 @@ def swap_left_right(text: str) -> str:
 
 
 def hflip_clip(
-    frames: torch.Tensor, box: torch.Tensor, det_boxes: torch.Tensor, text: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
-    """Mirror a whole clip left-right: every frame `[..., W]`, the target box `[4]`, detection
-    boxes `[D, 4]` and the left/right words of the sentence, all together."""
-    return frames.flip(-1), hflip_boxes(box), hflip_boxes(det_boxes), swap_left_right(text)
+    frames: torch.Tensor, box: torch.Tensor | None, det_boxes: torch.Tensor, text: str
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, str]:
+    """Mirror a whole clip left-right: every frame `[..., W]`, the target box `[4]` (None when
+    there is no target), detection boxes `[D, 4]` and the left/right words of the sentence,
+    all together."""
+    flipped_box = hflip_boxes(box) if box is not None else None
+    return frames.flip(-1), flipped_box, hflip_boxes(det_boxes), swap_left_right(text)

@@ -3,7 +3,8 @@
     predictor = ravar.load("runs/r1/best")
     results = predictor.predict("video.mp4", "the person in the blue shirt", time=5.0)
 
-`Predictor` (predictor.py) samples clips exactly as training did, `detectors/` supplies the
+`Predictor` (predictor.py) samples clips exactly as training did (`prepare.py` makes each sample
+with `ravar.data.sample.build_sample`, as the dataset does), `detectors/` supplies the
 keyframe detections that location-aware models read, `render.py` draws results and
 `output.py` writes `predictions.json`.
 """

@@ -1,6 +1,6 @@
 """Groups of keyframes made ready for the model: the frames of all groups decoded in one forward
-pass, detections found, one sample per (keyframe, sentence) built as the dataset builds
-evaluation samples."""
+pass, detections found, one sample per (keyframe, sentence) made by `build_sample`, as the
+dataset makes its evaluation samples."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ravar.data.dataset import ClipConfig
+from ravar.data.clip_config import ClipConfig
 from ravar.data.format import Detection
 from ravar.data.frames import FrameStream, VideoReader
-from ravar.inference.clips import clip_plan, keyframe_inputs
+from ravar.data.sample import build_sample
+from ravar.inference.clips import clip_plan
 from ravar.inference.detectors import Detector
 from ravar.inference.keyframes import Keyframe, frame_at
 
@@ -77,7 +78,9 @@ def prepare_chunk(
 
     samples, owners = [], []
     for j, (k, clip) in enumerate(zip(plan.keys, plan.clips, strict=True)):
-        base = keyframe_inputs(raw, rows, clip, k, detections[j], config, uint8)
+        # no flip at inference: a keyframe's samples differ only in their sentence, so the
+        # pixels and detections are made once and shared
+        base = build_sample(raw, wanted, clip, k, texts[0], detections[j], config, uint8=uint8)
         for text in texts:
             samples.append({**base, "text": text})
             owners.append(j)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ravar.data.dataset import ClipConfig
+from ravar.data.clip_config import ClipConfig
 from ravar.errors import RavarError
 from ravar.models.backbones import (
     TextConfig,

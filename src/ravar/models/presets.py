@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ravar.data.dataset import ClipConfig
+from ravar.data.clip_config import ClipConfig
 from ravar.models.backbones import VisualConfig, paper_blip2_config
 from ravar.models.losses import LossConfig
 

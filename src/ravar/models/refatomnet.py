@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ravar.config import ConfigError
-from ravar.data.dataset import ClipConfig
+from ravar.data.clip_config import ClipConfig
 from ravar.errors import RavarError
 from ravar.models.agent_attention import (
     AgentAttention,

@@ -39,7 +39,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ravar.data.dataset import ClipConfig
+from ravar.data.clip_config import ClipConfig
 from ravar.errors import RavarError
 from ravar.models.backbones import (
     LocationConfig,
