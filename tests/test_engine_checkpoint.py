@@ -57,7 +57,7 @@ def test_round_trip_gives_identical_outputs(tmp_path, data_dir):
     )
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
     info = json.loads((path / "config.json").read_text())
-    assert info["format"] == "ravar-checkpoint" and info["format_version"] == 1
+    assert info["format"] == "ravar-checkpoint" and info["format_version"] == ckpt.FORMAT_VERSION
     assert (info["family"], info["model_name"], info["epoch"], info["step"]) == (NAME, NAME, 3, 9)
     assert info["model"]["dim"] == 12 and info["model"]["clip"]["num_frames"] == 2
     assert info["metrics"] == {"mAP_weighted": 0.5, "AUROC_macro": None}
@@ -146,7 +146,7 @@ def test_damaged_checkpoints_give_one_line_errors(tmp_path, damage, culprit):
     elif damage == "bad_json":
         config.write_text("{not json")
     elif damage == "version":
-        config.write_text(json.dumps({**info, "format_version": 2}))
+        config.write_text(json.dumps({**info, "format_version": ckpt.FORMAT_VERSION + 1}))
     elif damage == "format":
         config.write_text(json.dumps({**info, "format": "something-else"}))
     elif damage == "family":
@@ -169,7 +169,7 @@ def test_interrupted_swap_keeps_the_previous_checkpoint(tmp_path, monkeypatch, d
         if stage == "swap":
             raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(ckpt, "_stage_hook", die)
+    monkeypatch.setattr(ckpt, "STAGE_CALLBACKS", [die])
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, _model(seed=1), model_name=NAME, epoch=2)
     assert not path.exists()  # the moment between the two renames
@@ -192,7 +192,7 @@ def test_interrupted_write_leaves_the_old_checkpoint_in_place(tmp_path, monkeypa
         if stage == "write":
             raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(ckpt, "_stage_hook", die)
+    monkeypatch.setattr(ckpt, "STAGE_CALLBACKS", [die])
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, _model(seed=1), model_name=NAME, epoch=2)
     assert read_checkpoint_config(path)["epoch"] == 1

@@ -14,10 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ravar.engine.checkpoint import STALL_ENV, read_checkpoint_config
+from ravar.engine.checkpoint import read_checkpoint_config
 from ravar.engine.runlog import read_log
 from test_engine_support import (
     NAME,
+    STALL_FLAG,
+    STALL_MESSAGE,
     SUPPORT,
     cli_main,
     make_engine_dataset,
@@ -34,9 +36,9 @@ def test_sigkill_during_checkpoint_write_then_resume_equals_uninterrupted(tmp_pa
     args += ["--device", "cpu", "--quiet", "lr=0.05"]
     out = tmp_path / "killed"
     env = subprocess_env(single_thread=False)  # same threading as this process
-    env[STALL_ENV] = "last:2:swap"  # stall while writing last/ after epoch 2
+    stall = [STALL_FLAG, "last:2:swap"]  # stall while writing last/ after epoch 2
     proc = subprocess.Popen(
-        [sys.executable, str(SUPPORT), "train", *args, "--out", str(out)],
+        [sys.executable, str(SUPPORT), *stall, "train", *args, "--out", str(out)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -49,7 +51,7 @@ def test_sigkill_during_checkpoint_write_then_resume_equals_uninterrupted(tmp_pa
         assert proc.stderr is not None
         for line in proc.stderr:
             seen.append(line)
-            if "stalling" in line:
+            if STALL_MESSAGE in line:
                 proc.send_signal(signal.SIGKILL)
                 break
         proc.wait()

@@ -1,6 +1,7 @@
 """Shared by the engine tests (no tests here): a tiny test-only model family registered as
 `engine_test_model`, a tiny varied dataset, and a command-line entry with the `train` / `eval`
-subcommands for subprocess and torchrun tests (`python tests/test_engine_support.py train ...`).
+subcommands for subprocess and torchrun tests (`python tests/test_engine_support.py train ...`;
+`--stall-checkpoint NAME:EPOCH:STAGE` first makes that checkpoint write stall, see `stall_at`).
 
 The model: frames and keyframe mean-pooled to 6 numbers, the sentence as a hashed bag of words
 (crc32, the same in every process), summed, then linear heads for actions and box.
@@ -12,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,9 +163,30 @@ def subprocess_env(single_thread: bool = True) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     if single_thread:
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env.pop("RAVAR_TEST_CHECKPOINT_STALL", None)
     return env
 
 
+STALL_FLAG = "--stall-checkpoint"
+STALL_MESSAGE = "checkpoint write stalled"
+
+
+def stall_at(spec: str) -> None:
+    """Make the write of checkpoint NAME after EPOCH stall at STAGE (`spec` "NAME:EPOCH:STAGE",
+    stages as `ravar.engine.checkpoint.STAGE_CALLBACKS`), printing STALL_MESSAGE to stderr
+    first, so that a test can kill the process at that moment."""
+    from ravar.engine import checkpoint
+
+    def stall(stage: str, name: str, epoch: int) -> None:
+        if f"{name}:{epoch}:{stage}" == spec:
+            print(f"{STALL_MESSAGE}: {spec}", file=sys.stderr, flush=True)
+            time.sleep(3600)
+
+    checkpoint.STAGE_CALLBACKS.append(stall)
+
+
 if __name__ == "__main__":
-    sys.exit(cli_main(sys.argv[1:]))
+    argv = sys.argv[1:]
+    if argv[:1] == [STALL_FLAG]:
+        stall_at(argv[1])
+        argv = argv[2:]
+    sys.exit(cli_main(argv))

@@ -29,6 +29,7 @@ from ravar.engine.config import resolve_run_config
 from ravar.engine.rng import seed_everything
 from ravar.models.backbones.visual import tiny_hf_config
 from ravar.models.registry import build_model, create_model
+from ravar.util.io import temp_sibling
 
 from builders import make_frames_dataset
 
@@ -219,7 +220,7 @@ def test_interrupted_builds_and_models_without_frozen_parts(
     data = _copy(data_dir, tmp_path)
     model = _model(config_file)
     ident = visual_identity(model, data)
-    partial = data / "cache" / (identity_key(ident) + ".partial")
+    partial = temp_sibling(data / "cache" / identity_key(ident))
     partial.mkdir(parents=True)  # what a killed `ravar cache` leaves
     (partial / "junk.npy").write_bytes(b"")
     assert find_store(data / "cache", ident)[0] is None

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ravar.errors import RavarError
+from ravar.util.io import read_json, remove_stale_temps, temp_sibling, write_json
 
 STORE_FORMAT = "ravar-feature-store"
 STORE_VERSION = 1
@@ -92,12 +93,9 @@ def _differences(have: Any, want: Any, prefix: str = "") -> list[str]:
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest of the store in `folder` (CacheError when missing or not a store's)."""
     path = folder / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CacheError(f"{path}: missing (not a complete feature store)") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise CacheError(f"{path}: unreadable ({e})") from None
+    if not path.is_file():
+        raise CacheError(f"{path}: missing (not a complete feature store)")
+    manifest = read_json(path, error=CacheError)
     if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
         raise CacheError(f"{path}: not a {STORE_FORMAT} manifest")
     if manifest.get("version") != STORE_VERSION:
@@ -131,17 +129,18 @@ def find_store(root: Path, identity: Mapping[str, Any]) -> tuple[Path | None, li
 
 
 class StoreWriter:
-    """Writes a store into `<folder>.partial` and renames it into place at `commit()`, so that a
-    killed `ravar cache` never leaves a store that looks complete."""
+    """Writes a store into a temporary sibling folder (`ravar.util.io.temp_sibling`) and renames
+    it into place at `commit()`, so that a killed `ravar cache` never leaves a store that looks
+    complete (the next build of the same store removes what it left)."""
 
     def __init__(self, folder: Path, identity: Mapping[str, Any], dtype: str) -> None:
         if dtype not in DTYPES:
             raise CacheError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.folder = folder
-        self.tmp = folder.with_name(folder.name + ".partial")
+        remove_stale_temps(folder)
+        self.tmp = temp_sibling(folder)
         self.identity = dict(identity)
         self.dtype = dtype
-        shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)
         self.extra: dict[str, Any] = {}
 
@@ -153,7 +152,7 @@ class StoreWriter:
 
     def save_json(self, relative: str, data: Any) -> None:
         """Write one JSON file of the store."""
-        (self.tmp / relative).write_text(json.dumps(data), encoding="utf-8")
+        write_json(self.tmp / relative, data, indent=None)
 
     def commit(self) -> Path:
         """Write the manifest and move the store into place (replacing an older one)."""
@@ -164,7 +163,7 @@ class StoreWriter:
             "identity": self.identity,
             **self.extra,
         }
-        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        write_json(self.tmp / MANIFEST, manifest)
         if self.folder.exists():
             shutil.rmtree(self.folder)
         os.replace(self.tmp, self.folder)
@@ -238,11 +237,12 @@ class TextStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.manifest = read_manifest(folder)
+        index = read_json(folder / "texts.json", error=CacheError)
         try:
-            index = json.loads((folder / "texts.json").read_text(encoding="utf-8"))
             texts, keywords = index["texts"], index["keywords"]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-            raise CacheError(f"{folder / 'texts.json'}: unreadable ({e})") from None
+        except (KeyError, TypeError):
+            where = folder / "texts.json"
+            raise CacheError(f"{where}: needs keys 'texts' and 'keywords'") from None
         self.rows = {t: i for i, t in enumerate(texts)}
         self.keyword_strings: list[list[str]] = keywords
         self.tokens = _load(folder / "tokens.npy")  # [sum L, C]

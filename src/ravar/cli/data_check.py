@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ravar.cli.argtypes import non_negative_float, non_negative_int
 from ravar.data.validate import ValidationReport, validate_dataset
 from ravar.errors import DataFormatError, RavarError
+from ravar.util.io import write_json
 
 
 def register(dsub: argparse._SubParsersAction) -> None:
@@ -56,7 +56,7 @@ def _write_outputs(report: ValidationReport, args: argparse.Namespace) -> None:
     if args.json:
         path = Path(args.json)
         try:
-            path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+            write_json(path, report.to_dict())
         except OSError as e:
             raise RavarError(f"--json {path}: cannot write ({e})") from None
         print(f"report written to {path}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from ravar.cli.argtypes import positive_int
 from ravar.data.format import META_FILE
 from ravar.errors import RavarError
+from ravar.util.io import read_json
 
 DEMO_MODEL = "refatomnet_pp_tiny"
 DEMO_STEPS = 450  # optimizer steps of batch 8: about 6 minutes on 2 CPU cores
@@ -48,7 +49,7 @@ def ensure_synth(data_dir: Path, preset: str, seed: int) -> None:
 
     meta_path = data_dir / META_FILE
     if meta_path.is_file():
-        extra = json.loads(meta_path.read_text()).get("extra", {})
+        extra = read_json(meta_path).get("extra", {})
         if extra.get("preset") == preset and extra.get("seed") == seed:
             print(f"using the cached dataset in {data_dir}")
             return
@@ -140,7 +141,7 @@ def train_demo_model(model: str, data_dir: Path, run_dir: Path, steps: int, seed
         saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         if saved == json.loads(json.dumps(run.to_dict())):
             print(f"using the finished run in {run_dir} (delete it to train again)")
-            return json.loads(done.read_text(encoding="utf-8"))["metrics"]
+            return read_json(done)["metrics"]
     if run_dir.exists():
         shutil.rmtree(run_dir)
     result = fit(run, data_dir, run_dir)

@@ -104,11 +104,11 @@ def run_predict(args: argparse.Namespace) -> int:
         png_name,
         predictions_document,
         video_info,
-        write_json,
     )
     from ravar.inference.predictor import Predictor
     from ravar.inference.render import write_clip_mp4, write_keyframe_png
     from ravar.util.hf_quiet import quiet_transformers
+    from ravar.util.io import write_json
 
     texts = check_texts(args.text, what="--text")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:

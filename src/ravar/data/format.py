@@ -41,6 +41,7 @@ from typing import Any
 from ravar.errors import DataFormatError
 from ravar.labels import NUM_CLASSES, is_valid_action_id
 from ravar.util.box_ops import box_problem
+from ravar.util.io import atomic_path, json_line, read_json, write_json
 
 FORMAT_NAME = "ravar-dataset"
 FORMAT_VERSION = 1
@@ -172,10 +173,7 @@ class DatasetMeta:
         )
 
     def save(self, dataset_dir: str | os.PathLike) -> Path:
-        path = Path(dataset_dir) / META_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_json(Path(dataset_dir) / META_FILE, self.to_dict())
 
 
 def load_meta(dataset_dir: str | os.PathLike) -> DatasetMeta:
@@ -185,10 +183,7 @@ def load_meta(dataset_dir: str | os.PathLike) -> DatasetMeta:
         raise DataFormatError(f"{dataset_dir}: not a directory")
     if not path.is_file():
         raise DataFormatError(f"{path}: missing (a ravar dataset folder needs {META_FILE})")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataFormatError(f"{path}: not valid JSON ({e})") from None
+    d = read_json(path)
     return DatasetMeta.from_dict(d, where=str(path))
 
 
@@ -391,10 +386,7 @@ def read_split(dataset_dir: str | os.PathLike, split: str) -> list[Record]:
 def write_split(dataset_dir: str | os.PathLike, split: str, records: Iterable[Record]) -> Path:
     """Write records as `DIR/annotations/<split>.jsonl` (one compact JSON object per line)."""
     path = annotation_path(dataset_dir, split)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for rec in records:
-            f.write(json.dumps(rec.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
-    os.replace(tmp, path)
+            f.write(json_line(rec.to_dict(), ensure_ascii=False))
     return path

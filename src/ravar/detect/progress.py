@@ -16,6 +16,7 @@ from typing import Any
 
 from ravar.data.format import Detection
 from ravar.detect.base import KeyframeId
+from ravar.util.io import atomic_path, json_line
 
 PROGRESS_DIR = ".detect"
 
@@ -65,12 +66,10 @@ class ProgressWriter:
     ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps({"detector": settings}) + "\n")
             for key, dets in done.items():
                 f.write(_line(key, dets))
-        os.replace(tmp, path)
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
 
     def add(self, keys: Sequence[KeyframeId], found: Sequence[list[Detection]]) -> None:
@@ -85,4 +84,4 @@ class ProgressWriter:
 
 def _line(key: KeyframeId, dets: list[Detection]) -> str:
     d = {"video_id": key[0], "time": key[1], "detections": [x.to_dict() for x in dets]}
-    return json.dumps(d, separators=(",", ":")) + "\n"
+    return json_line(d)

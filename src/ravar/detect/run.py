@@ -31,6 +31,7 @@ from ravar.detect.base import DatasetDetector, DatasetKeyframe, KeyframeId
 from ravar.detect.progress import ProgressWriter, progress_path, read_progress
 from ravar.detect.summary import SplitSummary, summarise
 from ravar.errors import DataFormatError, RavarError
+from ravar.util.io import write_json
 
 EXTRA_KEY = "detections"  # dataset.json extra: split -> the detector that made its detections
 LOG_EVERY_S = 30.0
@@ -50,10 +51,7 @@ def split_done_by(meta: DatasetMeta, split: str) -> dict[str, Any] | None:
 
 
 def _save_meta(dataset_dir: Path, meta: DatasetMeta) -> None:
-    path = dataset_dir / META_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta.to_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(dataset_dir / META_FILE, meta.to_dict())
 
 
 class _Progress:

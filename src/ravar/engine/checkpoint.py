@@ -3,7 +3,7 @@
 A checkpoint is a directory::
 
     model.safetensors   # weights (the EMA weights when EMA is on)
-    config.json         # {"format": "ravar-checkpoint", "format_version": 1, "ravar_version",
+    config.json         # {"format": "ravar-checkpoint", "format_version": 2, "ravar_version",
                         #  "family", "model_name", "model", "train", "epoch", "step", "metrics",
                         #  "backbones"}
     tokenizers/NAME/    # the tokenizer files of each text backbone read from a local folder
@@ -15,21 +15,21 @@ config of every backbone first read from a local folder, so the folder is not ne
 out and loading reads them from a local copy, checked by hash. Checkpoints without "backbones"
 (older ones) rebuild their backbones from the recorded folders. Loading builds the model with
 its parameters on the meta device and takes the file's tensors as its weights, so no random
-weights are made first. A checkpoint is written into a temporary
-sibling directory, fsynced, then swapped in by renames: the previous version is first renamed to
-`.<name>.old`, so a process killed at any moment leaves either the new or the previous complete
-checkpoint (`find_checkpoint` / `recover_checkpoint` fall back to `.<name>.old`).
+weights are made first. A config.json of an older format version is upgraded when it is read
+(`ravar.engine.checkpoint_upgrade`); one of a newer version is refused.
+
+A checkpoint is written into a temporary sibling directory (`ravar.util.io.temp_sibling`),
+fsynced, then swapped in by renames: the previous version is first renamed to `.<name>.old`, so
+a process killed at any moment leaves either the new or the previous complete checkpoint
+(`find_checkpoint` / `recover_checkpoint` fall back to `.<name>.old`). Tests interrupt a write at
+its stages through `STAGE_CALLBACKS`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import sys
-import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -39,51 +39,41 @@ import torch
 from ravar import __version__
 from ravar.config import ConfigError, to_dict
 from ravar.engine import portable
+from ravar.engine.checkpoint_upgrade import FORMAT_VERSION, upgrade_config
 from ravar.errors import RavarError
 from ravar.metrics import metrics_to_json
 from ravar.models.backbones.shipped import use_shipped
 from ravar.models.base import RAVARModel
 from ravar.util.empty_init import assign_state_dict, empty_parameters, meta_tensors
+from ravar.util.io import (
+    atomic_path,
+    fsync_dir,
+    json_text,
+    read_json,
+    remove_stale_temps,
+    temp_sibling,
+)
 
 FORMAT_NAME = "ravar-checkpoint"
-FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_FILE = "trainer_state.pt"
 
-# test hook: "NAME:EPOCH:STAGE" makes the write of checkpoint NAME at EPOCH stall at STAGE
-# ("write": weights written, config not yet; "swap": old version moved away, new not yet in)
-STALL_ENV = "RAVAR_TEST_CHECKPOINT_STALL"
+# Fault injection (empty in normal use): `save_checkpoint` calls each `callback(stage, name,
+# epoch)` at the stages "write" (the weights are written, the config not yet) and "swap" (the
+# previous version is moved away, the new one not yet in). Tests add a callback that raises or
+# stalls there, to check that an interrupted write leaves a complete checkpoint.
+STAGE_CALLBACKS: list[Callable[[str, str, int], None]] = []
 
 
 class CheckpointError(RavarError):
     """A checkpoint directory or one of its files is missing, corrupt or of another format."""
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # directories cannot be opened on some platforms
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _stage_hook(stage: str, name: str, epoch: int) -> None:
-    """Stall here when the STALL_ENV test hook names this checkpoint, epoch and stage."""
-    wanted = os.environ.get(STALL_ENV)
-    if wanted and wanted == f"{name}:{epoch}:{stage}":
-        print(f"{STALL_ENV} {wanted}: stalling", file=sys.stderr, flush=True)
-        time.sleep(3600)
+def _at_stage(stage: str, name: str, epoch: int) -> None:
+    """Call the STAGE_CALLBACKS (fault injection for tests)."""
+    for callback in list(STAGE_CALLBACKS):
+        callback(stage, name, epoch)
 
 
 def old_path(path: Path) -> Path:
@@ -116,21 +106,18 @@ def save_checkpoint(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_temps(path)
     recover_checkpoint(path)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(path)
     tmp.mkdir()
     backbones, left_out = portable.backbone_records(model, tmp, frozen_weights)
     weights = {k: v for k, v in _weights(model).items() if not portable.is_left_out(k, left_out)}
-    save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-    _fsync_file(tmp / WEIGHTS_FILE)
-    _stage_hook("write", path.name, epoch)
+    with atomic_path(tmp / WEIGHTS_FILE) as file:
+        save_file(weights, str(file), metadata={"format": "pt"})
+    _at_stage("write", path.name, epoch)
     if trainer_state is not None:
-        with open(tmp / STATE_FILE, "wb") as f:
+        with atomic_path(tmp / STATE_FILE) as file, open(file, "wb") as f:
             torch.save(dict(trainer_state), f)
-            f.flush()
-            os.fsync(f.fileno())
     config = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -144,20 +131,17 @@ def save_checkpoint(
         "metrics": metrics_to_json(dict(metrics)) if metrics is not None else None,
         "backbones": backbones,
     }
-    with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
-        f.write(json.dumps(config, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    with atomic_path(tmp / CONFIG_FILE) as file, open(file, "w", encoding="utf-8") as f:
+        f.write(json_text(config))
 
     old = old_path(path)
     if old.exists():
         shutil.rmtree(old)
     if path.exists():
         os.rename(path, old)
-    _stage_hook("swap", path.name, epoch)
+    _at_stage("swap", path.name, epoch)
     os.rename(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
     return path
@@ -183,34 +167,36 @@ def recover_checkpoint(path: str | os.PathLike) -> bool:
     old = old_path(path)
     if not path.exists() and old.is_dir():
         os.rename(old, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
     return False
 
 
 def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The checked `config.json` of checkpoint `path`."""
+    """The checked `config.json` of checkpoint `path`, upgraded to the current format version
+    (`ravar.engine.checkpoint_upgrade`); a config of a newer version is refused."""
     file = find_checkpoint(path) / CONFIG_FILE
     if not file.is_file():
         raise CheckpointError(f"{file}: missing (not a ravar checkpoint)")
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{file}: not valid JSON ({e})") from None
-    except OSError as e:
-        raise CheckpointError(f"{file}: cannot read ({e.strerror})") from None
+    config = read_json(file, error=CheckpointError)
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         got = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise CheckpointError(f"{file}: key 'format' must be {FORMAT_NAME!r}, got {got!r}")
-    if config.get("format_version") != FORMAT_VERSION:
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(
-            f"{file}: key 'format_version' is {config.get('format_version')!r}; this ravar "
-            f"({__version__}) reads version {FORMAT_VERSION}"
+            f"{file}: key 'format_version' is {version!r}; expected a version from 1 to "
+            f"{FORMAT_VERSION}"
+        )
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file}: key 'format_version' is {version!r}, written by a newer ravar; this ravar "
+            f"({__version__}) reads versions up to {FORMAT_VERSION}: upgrade ravar"
         )
     for key, kind in (("family", str), ("model_name", str), ("model", dict)):
         if not isinstance(config.get(key), kind):
             raise CheckpointError(f"{file}: key {key!r} must be a {kind.__name__}")
-    return config
+    return upgrade_config(config)
 
 
 def _load_weights(file: Path) -> dict[str, torch.Tensor]:

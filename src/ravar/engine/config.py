@@ -24,6 +24,7 @@ import yaml
 
 from ravar.config import ConfigError, apply_overrides, from_dict, parse_overrides, to_dict
 from ravar.models.registry import model_config, model_family
+from ravar.util.io import atomic_write_text
 
 # metrics of `ravar.metrics.compute_metrics` that can pick the best checkpoint (higher is better)
 SELECT_METRICS = (
@@ -344,7 +345,4 @@ def check_resume_compatible(saved: RunConfig, wanted: RunConfig, where: str) -> 
 
 def write_yaml(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     """Write `data` as block-style YAML, keys in the given order."""
-    text = yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=False)
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=False))

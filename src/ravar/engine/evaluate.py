@@ -4,7 +4,6 @@ gathered back in dataset order), the RAVAR metrics, and the files `ravar eval` w
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from ravar.errors import RavarError
 from ravar.labels import action_name, multi_hot
 from ravar.metrics import compute_metrics, format_metrics_table, metrics_to_json
 from ravar.models.base import RAVARModel
+from ravar.util.io import atomic_path, json_line, write_json
 
 TOP_K = 5  # actions listed per instance in predictions.jsonl
 
@@ -156,20 +156,11 @@ def prediction_rows(dataset: RAVARDataset, preds: Predictions, top_k: int = TOP_
     return rows
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON (NaN written as null) through a temporary file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(metrics_to_json(data), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_predictions(path: Path, dataset: RAVARDataset, preds: Predictions) -> None:
     """Write `predictions.jsonl`, one instance per line."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for row in prediction_rows(dataset, preds):
-            f.write(json.dumps(row, separators=(",", ":")) + "\n")
-    os.replace(tmp, path)
+            f.write(json_line(row))
 
 
 @dataclass
@@ -266,7 +257,7 @@ def evaluate_checkpoint(
                 "n": len(preds),
                 "metrics": metrics,
             }
-            write_json(target / "metrics.json", summary)
+            write_json(target / "metrics.json", metrics_to_json(summary))
             write_predictions(target / "predictions.jsonl", dataset, preds)
         ctx.barrier()
     return EvalResult(metrics=metrics, predictions=preds, out_dir=target, table=table)

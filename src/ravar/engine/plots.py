@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ravar.metrics import TABLE_COLUMNS
+from ravar.util.io import atomic_path
 
 
 def _series(rows: Sequence[dict[str, Any]], section: str, key: str) -> tuple[list, list]:
@@ -47,10 +48,9 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.22)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -109,8 +109,7 @@ def plot_predictions(
         )
     fig.suptitle("test predictions: true box green, predicted box red", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ravar.metrics import metrics_to_json
+from ravar.util.io import atomic_write_text, json_line
 
 METRICS_LOG = "metrics.jsonl"
 
@@ -32,7 +33,7 @@ def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
 def append_log(path: str | os.PathLike, row: dict[str, Any]) -> None:
     """Append one line (NaN written as null) and flush it to disk."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(metrics_to_json(row), separators=(",", ":")) + "\n")
+        f.write(json_line(metrics_to_json(row)))
         f.flush()
         os.fsync(f.fileno())
 
@@ -42,9 +43,5 @@ def truncate_log(path: str | os.PathLike, last_epoch: int) -> list[dict[str, Any
     rows = [r for r in read_log(path) if int(r.get("epoch", 0)) <= last_epoch]
     path = Path(path)
     if path.exists() or rows:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(
-            "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows), encoding="utf-8"
-        )
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(json_line(r) for r in rows))
     return rows

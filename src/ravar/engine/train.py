@@ -62,7 +62,6 @@ from ravar.engine.evaluate import (
     Predictions,
     predict_dataset,
     score_predictions,
-    write_json,
     write_predictions,
 )
 from ravar.engine.plots import plot_curves
@@ -74,6 +73,7 @@ from ravar.errors import RavarError
 from ravar.metrics import TABLE_COLUMNS, format_metrics_table, metrics_to_json
 from ravar.models.base import RAVARModel
 from ravar.models.registry import build_model
+from ravar.util.io import write_json
 
 STATE_VERSION = 1
 PLOT_INTERVAL_S = 60.0  # curves.png is redrawn at most this often during a run, and at its end
@@ -491,7 +491,7 @@ class Trainer:
                 "n": len(preds),
                 "metrics": metrics,
             }
-            write_json(self.out / "test_metrics.json", summary)
+            write_json(self.out / "test_metrics.json", metrics_to_json(summary))
             write_predictions(self.out / "test_predictions.jsonl", test_ds, preds)
         self.ctx.barrier()
         return metrics_to_json(metrics)

@@ -3,10 +3,7 @@ keyframe and optionally one MP4 per keyframe."""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from ravar import __version__
@@ -81,13 +78,3 @@ def predictions_document(
         "threshold": threshold,
         "results": entries,
     }
-
-
-def write_json(path: str | os.PathLike, document: dict[str, Any]) -> Path:
-    """Write `document` as indented JSON at `path` (through a temporary file, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -76,10 +76,11 @@ class RefAtomNetConfig:
     num_bottlenecks: int = 4  # fusion="bottleneck" only
     referring: bool = False  # pick the referred person among the detections (needs use_location)
     select_weight: float = 1.0  # weight of the person-selection loss (referring only)
-    # which person and word tokens the referring head reads: "fused" (after the fusion blocks;
-    # checkpoints from before this switch) or "streams" (the projected streams before them, as
-    # RefAtomNet++'s head does: it learns to pick the referred person, "fused" stays near chance)
-    referring_tokens: Literal["fused", "streams"] = "fused"
+    # which person and word tokens the referring head reads: "streams" (the projected streams
+    # before the fusion blocks, as RefAtomNet++'s head does: it learns to pick the referred
+    # person) or "fused" (after them: stays near chance; what checkpoints saved before this
+    # switch read, see `ravar.engine.checkpoint_upgrade`)
+    referring_tokens: Literal["fused", "streams"] = "streams"
     dropout: float = 0.1
     clip: ClipConfig = field(default_factory=ClipConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -14,7 +14,6 @@ package docstring for what is skipped, reported or raised; every entry names its
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from ravar.data.importers import (
 from ravar.errors import DataFormatError
 from ravar.labels import NUM_CLASSES, is_valid_action_id
 from ravar.util.box_ops import box_problem
+from ravar.util.io import read_json
 
 ROW_COLUMNS = ("video_id", "second", "x1", "y1", "x2", "y2", "action_id", "person_id")
 DESCRIPTION_COLUMNS = ("video_id", "second", "person_id", "text")
@@ -217,12 +217,7 @@ def _read_description_csv(path: Path, dropped: list[Dropped]) -> dict[str, Descr
 
 
 def _read_description_json(path: Path, dropped: list[Dropped]) -> dict[str, Description | None]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataFormatError(f"{path}: not valid JSON ({e})") from None
-    except OSError as e:
-        raise DataFormatError(f"{path}: cannot read ({e.strerror or e})") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DataFormatError(
             f"{path}: expected a JSON object '<video_id>___<second>___<person_id>' -> text, "

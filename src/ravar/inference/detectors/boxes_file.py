@@ -22,7 +22,6 @@ source: round((time - time_offset) * fps)) is the entry's frame.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from ravar.errors import PredictError
 from ravar.inference.detectors import Detector
 from ravar.inference.keyframes import Keyframe
 from ravar.util.box_ops import box_problem
+from ravar.util.io import read_json
 
 UNITS = ("normalized", "pixels")
 ENTRY_KEYS = {"time", "box", "category", "score", "video_id"}
@@ -111,12 +111,7 @@ def read_boxes_file(path: str | Path) -> tuple[str, list[BoxEntry]]:
     file = Path(path)
     if not file.is_file():
         raise PredictError(f"--boxes {file}: no such file")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PredictError(f"{file}: not valid JSON ({e})") from None
-    except OSError as e:
-        raise PredictError(f"{file}: cannot read ({e.strerror})") from None
+    data = read_json(file, error=PredictError)
     if isinstance(data, list):
         data = {"units": "normalized", "detections": data}
     if not isinstance(data, dict):
