@@ -25,8 +25,8 @@ from ravar.models.backbones import (
 )
 from ravar.models.base import RAVARModel
 from ravar.models.heads import MLP, ActionHead, BoxHead
-from ravar.models.output import ModelOutput
 from ravar.models.losses import LossConfig
+from ravar.models.output import ModelOutput
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_loss, tiny_visual
 from ravar.models.registry import register_family, register_model
 from ravar.models.roi import crop_boxes
