@@ -263,7 +263,6 @@ def test_frozen_parts_have_no_grad_and_stay_in_eval() -> None:
     assert trainable.frozen_part is None
     owner = _Owner(None)
     owner.visual, owner.text, owner.other = visual, text, trainable
-    owner.freeze(visual.frozen_part)
     owner.train()
     for part in (visual.frozen_part, text.frozen_part):
         assert not any(m.training for m in part.modules())

@@ -33,14 +33,14 @@ def test_no_text_ignores_the_sentence_and_late_fusion_reads_it():
         **{"visual.image_size": [32, 32], "text.kind": "scratch", "text.frozen": False},
     ).eval()
     with torch.no_grad():
-        assert torch.equal(no_text(batch)["logits"], no_text(other)["logits"])
-        assert not torch.allclose(late(batch)["logits"], late(other)["logits"])
+        assert torch.equal(no_text(batch).logits, no_text(other).logits)
+        assert not torch.allclose(late(batch).logits, late(other).logits)
 
 
 def test_oracle_returns_the_true_box_and_needs_it():
     model = create_model("oracle_crop_tiny", **SMALL).eval()
     batch = random_batch(b=2, t=4, size=32)
     out = model(batch)
-    assert torch.equal(out["boxes"], batch["box"]) and model.is_oracle
+    assert torch.equal(out.boxes, batch["box"]) and model.is_oracle
     with pytest.raises(RavarError, match="ground-truth box"):
         model({k: v for k, v in batch.items() if k != "box"})

@@ -69,11 +69,11 @@ def test_round_trip_gives_identical_outputs(tmp_path, data_dir):
     batch = _batch(data_dir, model)
     with torch.no_grad():
         a, b = model(batch), loaded(batch)
-    assert torch.equal(a["logits"], b["logits"]) and torch.equal(a["boxes"], b["boxes"])
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.boxes, b.boxes)
     # a differently initialised model really gives other outputs (the comparison can fail)
     with torch.no_grad():
         other = _model(seed=1, dim=12)(batch)
-    assert not torch.equal(other["logits"], a["logits"])
+    assert not torch.equal(other.logits, a.logits)
 
 
 def test_trainer_state_round_trip_with_weights_only(tmp_path):
@@ -85,7 +85,7 @@ def test_trainer_state_round_trip_with_weights_only(tmp_path):
             "keyframe": torch.zeros(1, 3, 4, 4),
             "text": ["a b"],
         }
-    )["logits"].sum().backward()
+    ).logits.sum().backward()
     opt.step()
     state = {"optimizer": opt.state_dict(), "epoch": 2, "rng": [torch.get_rng_state()]}
     path = save_checkpoint(tmp_path / "last", model, model_name=NAME, trainer_state=state)
@@ -177,7 +177,7 @@ def test_interrupted_swap_keeps_the_previous_checkpoint(tmp_path, monkeypatch, d
     assert read_checkpoint_config(path)["epoch"] == 1
     batch = _batch(data_dir, first)
     with torch.no_grad():
-        assert torch.equal(load_model(path)(batch)["logits"], first(batch)["logits"])
+        assert torch.equal(load_model(path)(batch).logits, first(batch).logits)
     assert recover_checkpoint(path) and path.is_dir()
     monkeypatch.undo()
     save_checkpoint(path, _model(seed=1), model_name=NAME, epoch=2)

@@ -17,6 +17,7 @@ from ravar.engine.checkpoint import load_model, save_checkpoint
 from ravar.engine.evaluate import evaluate_checkpoint
 from ravar.labels import action_name, multi_hot
 from ravar.metrics import compute_metrics
+from ravar.models.output import ModelOutput
 from ravar.models.registry import register_family
 from test_engine_support import (
     NAME,
@@ -47,7 +48,7 @@ def _direct(model, ds, index, clip=None):
     batch = collate([{**item, "frames": frames}])
     with torch.no_grad():
         out = model({k: v for k, v in batch.items() if k not in ("labels", "box")})
-    return torch.sigmoid(out["logits"])[0].numpy(), out["boxes"][0].numpy()
+    return torch.sigmoid(out.logits)[0].numpy(), out.boxes[0].numpy()
 
 
 def test_cli_eval_writes_metrics_and_predictions_that_check_out(setup, tmp_path, capsys):
@@ -131,9 +132,9 @@ class TinyOracle(TinyModel):
     family = "engine_test_oracle"
     is_oracle = True
 
-    def predict(self, batch):
-        logits, _ = super().predict(batch)
-        return logits, batch["box"]
+    def forward(self, batch):
+        out = super().forward(batch)
+        return ModelOutput.from_heads({"main": (out.logits, batch["box"])})
 
 
 def test_oracle_models_get_the_true_box_but_not_the_labels(setup, tmp_path):

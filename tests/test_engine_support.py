@@ -28,6 +28,7 @@ from ravar.errors import RavarError
 from ravar.labels import NUM_CLASSES
 from ravar.models.base import RAVARModel
 from ravar.models.losses import LossConfig
+from ravar.models.output import ModelOutput
 from ravar.models.registry import list_models, register_family, register_model
 from ravar.util.box_ops import valid_boxes_from_unbounded
 
@@ -75,7 +76,7 @@ class TinyModel(RAVARModel):
             ids += [zlib.crc32(w.encode()) % self.config.buckets for w in text.lower().split()]
         return torch.tensor(ids, device=device), torch.tensor(offsets, device=device)
 
-    def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: dict[str, Any]) -> ModelOutput:
         frames = batch["frames"]  # [B, T, 3, H, W]
         keyframe = batch["keyframe"]  # [B, 3, H, W]
         pixels = torch.cat([frames.mean((1, 3, 4)), keyframe.mean((2, 3))], dim=1)  # [B, 6]
@@ -86,7 +87,8 @@ class TinyModel(RAVARModel):
             self.train_calls += 1
             if self.train_calls >= self.config.nan_at_call:
                 logits = logits * float("nan")
-        return logits, valid_boxes_from_unbounded(self.box(h))  # [B, 80], [B, 4]
+        boxes = valid_boxes_from_unbounded(self.box(h))  # [B, 4]
+        return ModelOutput.from_heads({"main": (logits, boxes)})  # [B, 80], [B, 4]
 
 
 def register() -> None:

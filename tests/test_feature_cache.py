@@ -128,7 +128,7 @@ def test_dataset_reads_features_without_decoding_frames(tmp_path, data_dir, conf
     assert item["image_size"] == (48, 32)
     batch = collate([ds[0], ds[1]])
     out = model.eval()(batch)
-    assert out["logits"].shape == (2, 80) and torch.isfinite(out["logits"]).all()
+    assert out.logits.shape == (2, 80) and torch.isfinite(out.logits).all()
     # a later build of another split keeps what was cached before (visual splits, sentences)
     build_cache(data, model, ["test"], say=lambda s: None)
     vfolder, _ = find_store(data / "cache", visual_identity(model, data))

@@ -48,10 +48,11 @@ def test_forward_backward_gives_valid_outputs(name):
     model = create_model(name, **small(name)).train()
     batch = random_batch(b=3, t=4, size=32)
     out = model(batch)
-    assert out["logits"].shape == (3, 80) and out["boxes"].shape == (3, 4)
-    check_boxes(out["boxes"])
-    assert torch.isfinite(out["loss"]) and set(out["losses"])
-    out["loss"].backward()
+    losses = model.criterion()(out, batch)
+    assert out.logits.shape == (3, 80) and out.boxes.shape == (3, 4)
+    check_boxes(out.boxes)
+    assert torch.isfinite(losses.total) and set(losses.named)
+    losses.total.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads[:1])
     assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
@@ -61,8 +62,8 @@ def test_forward_backward_gives_valid_outputs(name):
         if model.is_oracle:
             no_targets["box"] = batch["box"]
         eval_out = model(no_targets)
-    assert "loss" not in eval_out or model.is_oracle
-    check_boxes(eval_out["boxes"])
+    assert "loss" not in vars(eval_out) or model.is_oracle
+    check_boxes(eval_out.boxes)
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -72,8 +73,9 @@ def test_loss_falls_when_overfitting_16_clips(name):
     batch = random_batch(b=16, t=4, size=32, seed=1)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     losses = []
+    criterion = model.criterion()
     for _ in range(30):
-        loss = model(batch)["loss"]
+        loss = criterion(model(batch), batch).total
         opt.zero_grad()
         loss.backward()
         opt.step()

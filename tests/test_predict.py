@@ -219,7 +219,8 @@ def test_inference_batch_equals_the_datasets_eval_batch(predictor, synth, tmp_pa
         assert int(batch["key_slot"][0]) == item["key_slot"] and batch["text"] == [item["text"]]
         (result,) = predictor.predict(video, rec.text, time=rec.time, detector=f"boxes:{boxes}")
         with torch.no_grad():
-            logits, box = predictor.model.predict(without_targets(collate([item])))
+            out = predictor.model(without_targets(collate([item])))
+            logits, box = out.logits, out.boxes
         assert torch.allclose(torch.tensor(result.probabilities), torch.sigmoid(logits[0]))
         assert torch.allclose(torch.tensor(result.box), box[0])
 
@@ -294,7 +295,7 @@ def test_python_api_results(predictor, synth):
     assert r.box_pixels == pytest.approx([v * 64 for v in r.box])
     batch = predictor.inputs(video, "the person on the right", time=0.0, detector="hog")
     with torch.no_grad():
-        logits, _ = predictor.model.predict(batch)
+        logits = predictor.model(batch).logits
     assert np.allclose(r.probabilities, torch.sigmoid(logits[0]).numpy(), atol=1e-6)
     assert r.above(0.0) == top_actions(r.probabilities, NUM_CLASSES)
     assert set(r.timings_ms) == {"decode", "detect", "model"}

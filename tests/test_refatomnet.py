@@ -327,11 +327,12 @@ def assert_valid_boxes(boxes: torch.Tensor) -> None:
 def check_forward_backward(model: RefAtomNet, batch: dict) -> dict:
     model.train()
     out = model(batch)
+    losses = model.criterion()(out, batch)
     b = batch["frames"].shape[0]
-    assert out["logits"].shape == (b, 80) and torch.isfinite(out["logits"]).all()
-    assert_valid_boxes(out["boxes"])
-    assert torch.isfinite(out["loss"]) and all(torch.isfinite(v) for v in out["losses"].values())
-    out["loss"].backward()
+    assert out.logits.shape == (b, 80) and torch.isfinite(out.logits).all()
+    assert_valid_boxes(out.boxes)
+    assert torch.isfinite(losses.total) and all(torch.isfinite(v) for v in losses.named.values())
+    losses.total.backward()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     missing = [n for n, p in trainable if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, f"no (finite) gradient for {missing[:5]}"
@@ -375,7 +376,8 @@ def test_ablation_switches_change_the_computation():
     torch.manual_seed(0)
     full = create_model("refatomnet_tiny", **SCRATCH_TEXT, dropout=0.0).eval()
     batch = make_batch()
-    ref_logits, ref_boxes = full.predict(batch)
+    ref = full(batch)
+    ref_logits, ref_boxes = ref.logits, ref.boxes
     for overrides in (
         {"cross_attention_fusion": False},
         {"cross_token_fusion": False},
@@ -383,12 +385,13 @@ def test_ablation_switches_change_the_computation():
     ):
         other = create_model("refatomnet_tiny", **SCRATCH_TEXT, dropout=0.0, **overrides)
         other.load_state_dict(full.state_dict())  # identical parameters
-        logits, _ = other.eval().predict(batch)
+        logits = other.eval()(batch).logits
         assert not torch.allclose(logits, ref_logits, atol=1e-5), overrides
     # and the same switches reproduce the output exactly
     same = create_model("refatomnet_tiny", **SCRATCH_TEXT, dropout=0.0)
     same.load_state_dict(full.state_dict())
-    logits, boxes = same.eval().predict(batch)
+    out = same.eval()(batch)
+    logits, boxes = out.logits, out.boxes
     assert torch.equal(logits, ref_logits) and torch.equal(boxes, ref_boxes)
 
 
@@ -396,12 +399,13 @@ def test_text_and_detections_matter_and_padded_detections_do_not():
     torch.manual_seed(0)
     model = create_model("refatomnet_tiny", **SCRATCH_TEXT, dropout=0.0).eval()
     batch = make_batch()
-    logits, boxes = model.predict(batch)
+    out = model(batch)
+    logits, boxes = out.logits, out.boxes
     other_text = dict(batch, text=["a tall woman in green on the right"] * 3)
-    assert not torch.allclose(model.predict(other_text)[0][0], logits[0])
+    assert not torch.allclose(model(other_text).logits[0], logits[0])
     moved = dict(batch, det_boxes=batch["det_boxes"].clone())
     moved["det_boxes"][0, 0] = torch.tensor([0.6, 0.6, 0.9, 0.9])
-    assert not torch.allclose(model.predict(moved)[1][0], boxes[0])
+    assert not torch.allclose(model(moved).boxes[0], boxes[0])
     # padded detections (sample 1: slots 1-2, sample 2: all) hold garbage: nothing changes
     pad = ~batch["det_mask"]
     padded = dict(batch, det_boxes=batch["det_boxes"].clone(), det_scores=batch["det_scores"] + pad)
@@ -409,7 +413,8 @@ def test_text_and_detections_matter_and_padded_detections_do_not():
     padded["det_categories"] = [
         [c or "dog" for c in row] for row in batch["det_categories"]
     ]  # names on padding are ignored too
-    p_logits, p_boxes = model.predict(padded)
+    p_out = model(padded)
+    p_logits, p_boxes = p_out.logits, p_out.boxes
     assert torch.allclose(p_logits, logits, atol=1e-6) and torch.allclose(p_boxes, boxes, atol=1e-6)
 
 
@@ -489,12 +494,13 @@ def test_loss_falls_when_overfitting_16_clips():
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     model.train()
     losses = []
+    criterion = model.criterion()
     for _ in range(25):
-        out = model(batch)
+        loss = criterion(model(batch), batch).total
         opt.zero_grad()
-        out["loss"].backward()
+        loss.backward()
         opt.step()
-        losses.append(out["loss"].item())
+        losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), losses
     # below the best clip-independent prediction (class frequencies, mean box): it memorises clips
     y = batch["labels"]
@@ -516,7 +522,8 @@ def test_base_builds_with_random_weights_and_runs():
     batch = make_batch(b=1, t=2, size=224)
     model.eval()
     with torch.no_grad():
-        logits, boxes = model.predict(batch)
+        out = model(batch)
+    logits, boxes = out.logits, out.boxes
     assert logits.shape == (1, 80) and torch.isfinite(logits).all()
     assert_valid_boxes(boxes)
 
@@ -532,7 +539,7 @@ def test_referring_head_reads_the_tokens_its_switch_names(tokens):
     seen = {}
     model.referring.register_forward_hook(lambda m, args, out: seen.update(args=args))
     with torch.no_grad():
-        model.predict(batch)
+        model(batch)
         streams = model.streams(batch)
         _, fused = model.fuse(streams)
     want = streams if tokens == "streams" else fused

@@ -350,14 +350,15 @@ def test_forward_backward_with_detections() -> None:
     model.train()
     batch = make_batch(b=3, t=4, size=32, d=3)
     out = model(batch)
-    assert out["logits"].shape == (3, 80) and out["boxes"].shape == (3, 4)
-    assert_valid_boxes(out["boxes"])
+    losses = model.criterion()(out, batch)
+    assert out.logits.shape == (3, 80) and out.boxes.shape == (3, 4)
+    assert_valid_boxes(out.boxes)
     # the tiny config picks the referred person among the detections: + the selection loss
     expected = {"action_focal", "action_rank", "box_mse", "box_iou", "select"}
-    assert set(out["losses"]) == expected
-    assert all(torch.isfinite(v) for v in out["losses"].values())
-    assert torch.isfinite(out["loss"])
-    out["loss"].backward()
+    assert set(losses.named) == expected
+    assert all(torch.isfinite(v) for v in losses.named.values())
+    assert torch.isfinite(losses.total)
+    losses.total.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert missing == []
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -370,9 +371,10 @@ def test_forward_without_detections() -> None:
     batch["det_mask"][:] = False
     batch["det_categories"] = [[""] * 3, [""] * 3]
     out = model(batch)
-    assert torch.isfinite(out["loss"]) and torch.isfinite(out["logits"]).all()
-    assert_valid_boxes(out["boxes"])
-    out["loss"].backward()
+    loss = model.criterion()(out, batch).total
+    assert torch.isfinite(loss) and torch.isfinite(out.logits).all()
+    assert_valid_boxes(out.boxes)
+    loss.backward()
     # an empty level does not dilute the summary: the object blocks have no say at all
     model.eval()
     with torch.no_grad():
@@ -387,9 +389,10 @@ def test_forward_without_detections() -> None:
     assert no_obj.location is None and no_obj.object_proj is None
     bare = make_batch(b=2, t=4, size=32, with_detections=False)
     out = no_obj(bare)
-    assert torch.isfinite(out["loss"])
-    assert_valid_boxes(out["boxes"])
-    out["loss"].backward()
+    loss = no_obj.criterion()(out, bare).total
+    assert torch.isfinite(loss)
+    assert_valid_boxes(out.boxes)
+    loss.backward()
 
     with pytest.raises(RavarError, match="det_boxes"):
         model(bare)
@@ -400,27 +403,28 @@ def test_outputs_average_the_two_head_sets_and_losses_are_per_head() -> None:
     model.eval()
     batch = make_batch(b=2, t=4, size=32)
     with torch.no_grad():
-        heads = model.head_outputs(batch)
         out = model(batch)
+        heads = out.heads
+        losses = model.criterion()(out, batch)
     assert set(heads) == {"temporal", "spatial"}
     (lt, bt), (ls, bs) = heads["temporal"], heads["spatial"]
     assert not torch.allclose(lt, ls)  # two different head sets
-    assert torch.allclose(out["logits"], (lt + ls) / 2, atol=1e-6)
-    assert torch.allclose(out["boxes"], (bt + bs) / 2, atol=1e-6)
+    assert torch.allclose(out.logits, (lt + ls) / 2, atol=1e-6)
+    assert torch.allclose(out.boxes, (bt + bs) / 2, atol=1e-6)
     cfg = model.config.loss
     expected = {
         k: (compute_losses(lt, bt, batch["labels"], batch["box"], cfg)[k]
             + compute_losses(ls, bs, batch["labels"], batch["box"], cfg)[k]) / 2
         for k in ("loss", "action_focal", "box_iou")
     }  # fmt: skip
-    assert torch.allclose(out["loss"], expected["loss"], atol=1e-6)
-    assert torch.allclose(out["losses"]["box_iou"], expected["box_iou"], atol=1e-6)
+    assert torch.allclose(losses.total, expected["loss"], atol=1e-6)
+    assert torch.allclose(losses.named["box_iou"], expected["box_iou"], atol=1e-6)
     # loss_per_head=false: the losses of the averaged outputs
     model.config.loss_per_head = False
     with torch.no_grad():
-        mean_out = model(batch)
-    ref = compute_losses(out["logits"], out["boxes"], batch["labels"], batch["box"], cfg)
-    assert torch.allclose(mean_out["loss"], ref["loss"], atol=1e-6)
+        mean_loss = model.criterion()(model(batch), batch).total
+    ref = compute_losses(out.logits, out.boxes, batch["labels"], batch["box"], cfg)
+    assert torch.allclose(mean_loss, ref["loss"], atol=1e-6)
 
 
 def test_bad_batches_raise_errors_naming_the_culprit() -> None:
@@ -505,8 +509,8 @@ def test_visual_mamba_scans_follow_time(scan: str) -> None:
 def test_gradients_reach_the_keyword_and_object_projections(mode: str) -> None:
     model = build(selection=mode)
     model.train()
-    out = model(make_batch(b=2, t=4, size=32))
-    out["loss"].backward()
+    batch = make_batch(b=2, t=4, size=32)
+    model.criterion()(model(batch), batch).total.backward()
     for proj in (model.keyword_proj, model.object_proj):
         assert proj.weight.grad is not None
         assert proj.weight.grad.abs().sum() > 0
@@ -517,8 +521,8 @@ def test_frozen_minilm_text_stays_frozen_and_in_eval_mode() -> None:
     model.train()
     assert model.text.frozen_part is not None and not model.text.frozen_part.training
     assert not any(p.requires_grad for p in model.text.parameters())
-    out = model(make_batch(b=2, t=4, size=32))
-    out["loss"].backward()
+    batch = make_batch(b=2, t=4, size=32)
+    model.criterion()(model(batch), batch).total.backward()
     assert model.keyword_proj.weight.grad.abs().sum() > 0
     total, trainable = model.param_counts()
     assert total - trainable == sum(p.numel() for p in model.text.parameters())
@@ -530,12 +534,13 @@ def test_loss_falls_when_overfitting_16_clips() -> None:
     batch = make_batch(b=16, t=4, size=32, d=3, seed=1)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     losses = []
+    criterion = model.criterion()
     for _ in range(25):
-        out = model(batch)
+        loss = criterion(model(batch), batch).total
         opt.zero_grad()
-        out["loss"].backward()
+        loss.backward()
         opt.step()
-        losses.append(out["loss"].item())
+        losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
 
@@ -551,6 +556,7 @@ def test_base_builds_with_random_weights_and_runs() -> None:
     batch = make_batch(b=1, t=2, size=224, d=4)
     with torch.no_grad():
         out = model(batch)
-    assert out["logits"].shape == (1, 80)
-    assert torch.isfinite(out["loss"])
-    assert_valid_boxes(out["boxes"])
+        loss = model.criterion()(out, batch).total
+    assert out.logits.shape == (1, 80)
+    assert torch.isfinite(loss)
+    assert_valid_boxes(out.boxes)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ravar.data.dummy import dummy_batch
 from ravar.models import create_model
+from ravar.models.losses import selection_loss
 from ravar.models.referring import ReferringHead, refine_boxes, target_person
 from ravar.models.roi import DetectionAppearance
 from ravar.util.box_ops import box_iou
@@ -69,11 +70,11 @@ def test_head_teacher_forcing_loss_and_initial_box() -> None:
     assert torch.allclose(out.selected, normed[:, 1], atol=1e-6)  # the true person's token
     assert torch.allclose(out.boxes, _boxes()[:, 1], atol=1e-6)  # delta starts at zero
     expected = F.cross_entropy(out.scores, torch.tensor([1]))
-    assert torch.allclose(out.loss, expected, atol=1e-6)
+    assert torch.allclose(selection_loss(out.scores, out.target, out.valid), expected, atol=1e-6)
     assert out.scores[0, 2] < -1e3  # not a person: never picked
     head.eval()
     out = head(people, person, _boxes(), query[:, None], ONE_WORD)
-    assert out.loss is None
+    assert out.target is None
     pick = int(out.scores[0, :2].argmax())
     assert torch.allclose(out.boxes, _boxes()[:, pick], atol=1e-6)
     weights = out.scores.softmax(-1)
@@ -97,7 +98,7 @@ def test_head_learns_to_pick_the_person_that_matches_the_query() -> None:
         people, query, target = sample(64)
         out = head(people, person, boxes.expand(64, -1, -1), *words(query), boxes[0, target])
         opt.zero_grad()
-        out.loss.backward()
+        selection_loss(out.scores, out.target, out.valid).backward()
         opt.step()
     head.eval()
     people, query, target = sample(256)
@@ -157,14 +158,14 @@ def test_models_with_referring_add_the_selection_loss_and_pick_a_detection(name:
     batch["box"] = batch["det_boxes"][:, 1].clone()  # sample 0: the truth is person 1
     model = create_model(name, **{"referring": True, "location.appearance": True})
     model.train()
-    out = model(batch)
-    assert "select" in out["losses"] and torch.isfinite(out["loss"])
-    out["loss"].backward()
+    losses = model.criterion()(model(batch), batch)
+    assert "select" in losses.named and torch.isfinite(losses.total)
+    losses.total.backward()
     crop_grad = model.location.appearance.encoder.out[0].weight.grad
     assert crop_grad is not None and crop_grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
-        boxes = model({k: v for k, v in batch.items() if k not in ("box", "labels")})["boxes"]
+        boxes = model({k: v for k, v in batch.items() if k not in ("box", "labels")}).boxes
     # sample 0 has people: its box is one of them (the refinement starts at zero);
     # sample 1 has none: the regression head answers
     dists = (boxes[0][None] - batch["det_boxes"][0, :2]).abs().amax(-1)

@@ -14,8 +14,9 @@ import yaml
 from ravar.errors import RavarError
 
 
-class ConfigError(RavarError):
-    """A config key or value that does not fit the config dataclass."""
+class ConfigError(RavarError, ValueError):
+    """A config key or value that does not fit the config dataclass (a ValueError too, as the
+    configs' own checks raise it from their constructors)."""
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -111,6 +112,8 @@ def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     kwargs = {k: _coerce(v, types_[k], prefix + k) for k, v in data.items()}
     try:
         return cls(**kwargs)
+    except ConfigError:
+        raise  # the config's own check: its message names the key
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {e}") from None
 

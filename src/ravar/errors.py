@@ -47,6 +47,10 @@ class FrameError(RavarError):
     """A frame or video needed for a clip is missing, unreadable or outside its root."""
 
 
+class BatchError(RavarError, ValueError):
+    """A batch given to a model lacks a key the model reads, or has a wrong shape."""
+
+
 class UnsafePickleError(RavarError):
     """A pickle tried to load something other than plain data."""
 

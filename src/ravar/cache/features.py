@@ -368,7 +368,7 @@ class FeatureCache:
                 f"{store.folder}: split {ds.split!r} was cached from another {annotations}; "
                 "rebuild it with `ravar cache`"
             )
-        ds.use_features(store.split(ds.split), load_frames=self.model.needs_frames_with_cache())
+        ds.use_features(store.split(ds.split), load_frames=self.model.needs_frames_with_cache)
         return f"cache: visual features of {ds.split} from {store.folder}"
 
 

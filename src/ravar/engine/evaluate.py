@@ -73,8 +73,8 @@ def _predict_shard(
             flat, k = flatten_clips(without_targets(batch, keep_box=model.is_oracle))
             with autocast(amp, device):
                 out = model(to_device(flat, device))
-            probs = torch.sigmoid(out["logits"].float())  # [B*K, 80]
-            boxes = out["boxes"].float()  # [B*K, 4]
+            probs = torch.sigmoid(out.logits.float())  # [B*K, 80]
+            boxes = out.boxes.float()  # [B*K, 4]
             b = probs.shape[0] // k
             idx_out.append(batch["index"].numpy())
             probs_out.append(probs.view(b, k, -1).mean(1).cpu().numpy())  # [B, 80]

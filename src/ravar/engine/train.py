@@ -12,6 +12,10 @@ Run directory::
     test_metrics.json    test split, best checkpoint, written once at the end
     test_predictions.jsonl
 
+Each step trains on `model.criterion()(model(batch), batch)`: the criterion is applied to the
+(DistributedDataParallel) model's output, and metrics.jsonl logs its total ("loss") and every named
+loss ("action_bce", "box_mse", "select", ...) averaged over the epoch.
+
 Only rank 0 writes; the best weights reach the other ranks by broadcast. `--resume` reads
 RUN_DIR/last on every rank, so multi-node runs resume from a directory all nodes can read.
 """
@@ -201,6 +205,7 @@ class Trainer:
         cfg, ctx = self.cfg, self.ctx
         seed_everything(cfg.seed)
         self.model: RAVARModel = build_model(self.run.family, self.run.model).to(ctx.device)
+        self.criterion = self.model.criterion()
         if ctx.is_distributed:
             torch.manual_seed(cfg.seed + 1_000_003 * ctx.rank)  # distinct dropout per rank
         clip = self.model.config.clip
@@ -342,8 +347,8 @@ class Trainer:
             no_sync = self.ddp is not None and not closes_group
             with self.ddp.no_sync() if no_sync else contextlib.nullcontext():  # type: ignore[union-attr]
                 with autocast(cfg.amp, ctx.device):
-                    out = model(batch)
-                loss = out["loss"]
+                    losses = self.criterion(model(batch), batch)  # from the DDP module's output
+                loss = losses.total
                 bad = not bool(torch.isfinite(loss.detach()).item())
                 if ctx.any_true(bad):
                     raise NonFiniteLossError(
@@ -355,7 +360,7 @@ class Trainer:
             size = len(batch["index"])
             seen += size
             sums["loss"] += float(loss.detach()) * size
-            for name, value in out.get("losses", {}).items():
+            for name, value in losses.named.items():
                 sums[name] += float(value.detach()) * size
             if closes_group:
                 if cfg.grad_clip:

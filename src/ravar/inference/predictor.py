@@ -192,7 +192,8 @@ class Predictor:
         for s in range(0, len(chunk.samples), batch_size):
             batch = collate(chunk.samples[s : s + batch_size])
             t0 = clock.perf_counter()
-            logits, box = self.model.predict(to_device(batch, self.device))  # [b, 80], [b, 4]
+            out = self.model(to_device(batch, self.device))
+            logits, box = out.logits, out.boxes  # [b, 80], [b, 4]
             probs.append(torch.sigmoid(logits.float()).cpu())
             boxes.append(box.float().cpu())
             model_ms += [(clock.perf_counter() - t0) * 1000 / len(logits)] * len(logits)

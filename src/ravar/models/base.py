@@ -1,10 +1,18 @@
-"""What every `ravar` model is: a module that maps a batch of the Dataset to action logits and a
-keyframe box, and adds its named losses when the batch carries targets.
+"""What every `ravar` model is: a module whose `forward(batch)` maps a batch of the Dataset to a
+`ModelOutput` (action logits, a keyframe box, each head set's answer, and the referring head's
+person scores), and whose `criterion()` turns that output and the batch's targets into named
+losses:
+
+    out = model(batch)                        # training, evaluation and inference alike
+    losses = model.criterion()(out, batch)    # Losses(total, named); needs labels and box
 
 Batch keys a model may read (from `ravar.data.dataset.collate`):
     frames [B, T, 3, H, W], keyframe [B, 3, H, W], text (B strings),
     det_boxes [B, D, 4], det_scores [B, D], det_mask [B, D], det_categories (B lists of D strings),
-    targets: labels [B, 80], box [B, 4].
+    targets: labels [B, 80], box [B, 4] (a referring head reads the box in training to pick the
+    true person).
+
+Frozen backbone parts stay frozen through `ravar.models.backbones.frozen.FrozenPartMixin`.
 """
 
 from __future__ import annotations
@@ -14,22 +22,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ravar.errors import RavarError
-from ravar.models.losses import compute_losses
-
-
-def add_losses(losses: dict[str, torch.Tensor], aux: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Pop the total "loss" out of `losses`, merge the named `aux` losses into it, and return
-    the new total."""
-    total = losses.pop("loss")
-    for name, value in aux.items():
-        losses[name] = value
-        total = total + value
-    return total
+from ravar.errors import BatchError
+from ravar.models.losses import Criterion
+from ravar.models.output import ModelOutput
 
 
 class RAVARModel(nn.Module):
-    """Base class. Subclasses set `family` and `config_class` and implement `predict`.
+    """Base class. Subclasses set `family` and `config_class` and implement `forward`.
 
     Each config dataclass has at least `clip: ClipConfig` (how clips must be sampled for this model)
     and `loss: LossConfig`.
@@ -37,7 +36,6 @@ class RAVARModel(nn.Module):
 
     family: ClassVar[str] = ""
     config_class: ClassVar[type] = object
-    needs_detections: ClassVar[bool] = False  # reads det_* keys (inference must run a detector)
     uses_text: ClassVar[bool] = True
     is_oracle: ClassVar[bool] = False  # sees ground truth at test time: never ranked with others
     visual_reads_clip: ClassVar[bool] = True  # `self.visual` sees the clip's frames as sampled
@@ -45,30 +43,20 @@ class RAVARModel(nn.Module):
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
-        self._frozen: list[nn.Module] = []
 
-    def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Action logits `[B, 80]` and boxes `[B, 4]` (valid normalised xyxy) for a batch."""
+    @property
+    def needs_detections(self) -> bool:
+        """Whether the model reads the det_* keys (inference must then run a detector)."""
+        return False
+
+    def forward(self, batch: dict[str, Any]) -> ModelOutput:
+        """The outputs for a batch (see `ModelOutput`): the same call trains, evaluates and
+        predicts; with the batch's targets a referring head also reports whom to pick."""
         raise NotImplementedError
 
-    def predict_with_aux(
-        self, batch: dict[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """`predict` plus the model's own named, weighted losses (such as picking the referred
-        person among the detections); those need the batch's targets and are empty without."""
-        logits, boxes = self.predict(batch)
-        return logits, boxes, {}
-
-    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """{"logits": [B, 80], "boxes": [B, 4]} plus, when the batch has targets, "losses"
-        (named, weighted) and "loss" (their sum)."""
-        logits, boxes, aux = self.predict_with_aux(batch)
-        out: dict[str, Any] = {"logits": logits, "boxes": boxes}
-        if "labels" in batch and "box" in batch:
-            losses = compute_losses(logits, boxes, batch["labels"], batch["box"], self.config.loss)
-            out["loss"] = add_losses(losses, aux)
-            out["losses"] = losses
-        return out
+    def criterion(self) -> Criterion:
+        """The losses this model is trained with (from `config.loss`)."""
+        return Criterion(self.config.loss)
 
     def backbone_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
         """`[B, T, Q, C]`: the visual backbone's tokens of the batch's clips, read from
@@ -77,12 +65,12 @@ class RAVARModel(nn.Module):
         cached = batch.get("visual_features")
         if cached is None:
             if "frames" not in batch:
-                raise RavarError(
+                raise BatchError(
                     f"{self.family}: the batch has neither 'frames' nor 'visual_features'"
                 )
             return self.visual(batch["frames"])  # type: ignore[operator]
         if cached.dim() != 4:
-            raise RavarError(
+            raise BatchError(
                 f"batch['visual_features'] must be [B, T, Q, C], got {list(cached.shape)} "
                 "(evaluate multi-clip batches one clip at a time)"
             )
@@ -99,25 +87,11 @@ class RAVARModel(nn.Module):
             return None
         return visual
 
+    @property
     def needs_frames_with_cache(self) -> bool:
         """Whether the model still reads the frames when its visual features come from a store
         (e.g. crops of the clip for person appearance)."""
         return False
-
-    def freeze(self, module: nn.Module) -> nn.Module:
-        """Mark `module` frozen: no gradients, and always in eval mode (dropout off), even after
-        `model.train()`."""
-        for p in module.parameters():
-            p.requires_grad_(False)
-        module.eval()
-        self._frozen.append(module)
-        return module
-
-    def train(self, mode: bool = True) -> RAVARModel:
-        super().train(mode)
-        for m in self._frozen:
-            m.eval()
-        return self
 
     def param_counts(self) -> tuple[int, int]:
         """(total, trainable) number of parameters."""

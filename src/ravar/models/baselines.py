@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ravar.data.clip_config import ClipConfig
-from ravar.errors import RavarError
+from ravar.errors import BatchError
 from ravar.models.backbones import (
     TextConfig,
     VisualConfig,
@@ -26,6 +26,7 @@ from ravar.models.backbones import (
 from ravar.models.base import RAVARModel
 from ravar.models.heads import MLP, ActionHead, BoxHead
 from ravar.models.losses import LossConfig
+from ravar.models.output import ModelOutput
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_loss, tiny_visual
 from ravar.models.registry import register_family, register_model
 from ravar.models.roi import crop_boxes
@@ -62,9 +63,9 @@ class NoText(RAVARModel):
         self.action_head = ActionHead(config.dim, dropout=config.dropout)
         self.box_head = BoxHead(config.dim, dropout=config.dropout)
 
-    def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: dict[str, Any]) -> ModelOutput:
         video = self.proj(pool_video(self.backbone_tokens(batch)))  # [B, dim]
-        return self.action_head(video), self.box_head(video)
+        return ModelOutput.from_heads({"main": (self.action_head(video), self.box_head(video))})
 
 
 @dataclass
@@ -97,11 +98,11 @@ class LateFusion(RAVARModel):
         self.action_head = ActionHead(d, dropout=config.dropout)
         self.box_head = BoxHead(d, dropout=config.dropout)
 
-    def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: dict[str, Any]) -> ModelOutput:
         video = self.video_proj(pool_video(self.backbone_tokens(batch)))  # [B, d]
         sentence = self.text_proj(self.text(list(batch["text"])).sentence)  # [B, d]
         fused = self.fuse(torch.cat([video, sentence, video * sentence], dim=-1))  # [B, d]
-        return self.action_head(fused), self.box_head(fused)
+        return ModelOutput.from_heads({"main": (self.action_head(fused), self.box_head(fused))})
 
 
 @dataclass
@@ -135,16 +136,16 @@ class OracleCrop(RAVARModel):
         self.proj = nn.Sequential(nn.Linear(self.visual.dim, config.dim), nn.LayerNorm(config.dim))
         self.action_head = ActionHead(config.dim, dropout=config.dropout)
 
-    def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: dict[str, Any]) -> ModelOutput:
         if "box" not in batch:
-            raise RavarError(
+            raise BatchError(
                 "oracle_crop needs the ground-truth box of every instance: it is an upper bound "
                 "for evaluation, not a model that can run on new videos"
             )
         true_box = batch["box"].to(batch["frames"].dtype)  # [B, 4]
         crops = crop_boxes(batch["frames"], true_box, self.config.crop_size, self.config.margin)
         video = self.proj(pool_video(self.visual(crops)))  # [B, dim]
-        return self.action_head(video), true_box.clone()
+        return ModelOutput.from_heads({"main": (self.action_head(video), true_box.clone())})
 
 
 register_model("no_text_tiny", "no_text", NoTextConfig, "video only, no text (I3D/X3D-style)")

@@ -1,12 +1,26 @@
-"""Training losses shared by every model: multi-label action losses and box losses."""
+"""Training losses: `Criterion` turns a model's `ModelOutput` and the batch's targets into named,
+weighted losses and their total; the terms are the functions below.
+
+    action:  "action_bce" or "action_focal", "action_rank", "action_irm"   (per head set)
+    box:     "box_mse", "box_l1", "box_iou", "box_giou"                    (per head set)
+    select:  the referring head's choice of the referred person            (once)
+
+With several head sets (RefAtomNet++), each head set's terms are computed on its own answer and
+averaged over the head sets (`per_head`), or computed once on their mean answer.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from ravar.config import ConfigError
+from ravar.errors import BatchError
+from ravar.models.output import ModelOutput
 from ravar.util.box_ops import box_iou_paired, generalized_box_iou_paired
 
 RANKING_FORMS: tuple[str, ...] = ("hinge", "authors")
@@ -36,13 +50,13 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.action not in ("bce", "focal"):
-            raise ValueError(f"LossConfig.action must be 'bce' or 'focal', got {self.action!r}")
+            raise ConfigError(f"LossConfig.action must be 'bce' or 'focal', got {self.action!r}")
         if self.ranking not in RANKING_FORMS:
-            raise ValueError(
+            raise ConfigError(
                 f"LossConfig.ranking must be one of {RANKING_FORMS}, got {self.ranking!r}"
             )
         if self.ranking_hard_negatives < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"LossConfig.ranking_hard_negatives must be >= 1, got {self.ranking_hard_negatives}"
             )
 
@@ -142,3 +156,55 @@ def compute_losses(
         losses["box_giou"] = cfg.box_giou_weight * (1 - giou).mean()
     losses["loss"] = torch.stack(list(losses.values())).sum()
     return losses
+
+
+def selection_loss(
+    scores: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, weight: float = 1.0
+) -> torch.Tensor:
+    """`weight` x the mean cross-entropy of person scores [B, D] against the target person [B]
+    over the samples that have one (valid [B] bool); 0 when none has."""
+    ce = F.cross_entropy(scores, target, reduction="none")  # [B]
+    return weight * (ce * valid).sum() / valid.sum().clamp(min=1)
+
+
+class Losses(NamedTuple):
+    """A batch's named, weighted losses and their total (the value trained on)."""
+
+    total: torch.Tensor  # scalar
+    named: dict[str, torch.Tensor]  # name -> scalar
+
+
+class Criterion:
+    """Named losses of a `ModelOutput` against the batch's targets ("labels" [B, 80], "box"
+    [B, 4]). `per_head`: the action and box terms of each head set, averaged over head sets
+    (else of the mean answer); `select_weight`: weight of the person-selection term, added when
+    the output carries a selection target."""
+
+    def __init__(self, cfg: LossConfig, per_head: bool = False, select_weight: float = 1.0) -> None:
+        self.cfg = cfg
+        self.per_head = per_head
+        self.select_weight = select_weight
+
+    def __call__(self, out: ModelOutput, batch: Mapping[str, Any]) -> Losses:
+        missing = [k for k in ("labels", "box") if k not in batch]
+        if missing:
+            raise BatchError(
+                f"the loss needs the batch's targets: no {', '.join(repr(k) for k in missing)}"
+            )
+        labels, true_box = batch["labels"], batch["box"]
+        if self.per_head and len(out.heads) > 1:
+            per_head = [
+                compute_losses(logits, boxes, labels, true_box, self.cfg)
+                for logits, boxes in out.heads.values()
+            ]
+            named = {k: torch.stack([p[k] for p in per_head]).mean() for k in per_head[0]}
+        else:
+            named = compute_losses(out.logits, out.boxes, labels, true_box, self.cfg)
+        total = named.pop("loss")
+        if out.selection_target is not None:
+            assert out.selection_scores is not None and out.selection_valid is not None
+            named["select"] = selection_loss(
+                out.selection_scores, out.selection_target, out.selection_valid, self.select_weight
+            )
+            total = total + named["select"]
+        return Losses(total, named)

@@ -18,7 +18,7 @@ from torch import nn
 
 from ravar.config import ConfigError
 from ravar.data.clip_config import ClipConfig
-from ravar.errors import RavarError
+from ravar.errors import BatchError
 from ravar.models.agent_attention import (
     AgentAttention,
     cross_stream_attend,
@@ -35,7 +35,8 @@ from ravar.models.backbones import (
 from ravar.models.base import RAVARModel
 from ravar.models.heads import MLP, ActionHead, BoxHead
 from ravar.models.layers import MultiHeadAttention, resize_pos_embed
-from ravar.models.losses import LossConfig
+from ravar.models.losses import Criterion, LossConfig
+from ravar.models.output import ModelOutput
 from ravar.models.pooling import masked_mean
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_loss, tiny_visual
 from ravar.models.referring import ReferringHead
@@ -43,10 +44,6 @@ from ravar.models.registry import register_family, register_model
 
 Fusion = Literal["agent", "add", "concat", "bottleneck"]
 CAAF_MAPS: tuple[str, ...] = ("query_agent", "authors")
-
-
-class BatchError(RavarError, ValueError):
-    """A batch given to a model lacks a key the model reads, or has a wrong shape."""
 
 
 @dataclass
@@ -209,19 +206,14 @@ class RefAtomNet(RAVARModel):
 
     family = "refatomnet"
     config_class = RefAtomNetConfig
-    needs_detections = True  # per instance: config.use_location
     uses_text = True
 
     def __init__(self, config: RefAtomNetConfig) -> None:
         super().__init__(config)
         cfg = config
-        self.needs_detections = cfg.use_location
         dim = cfg.dim
         self.visual = build_visual(cfg.visual)
         self.text = build_text(cfg.text)
-        for backbone in (self.visual, self.text):
-            if backbone.frozen_part is not None:
-                self.freeze(backbone.frozen_part)
 
         # visual tokens [B, T, Q, C_v] -> [B, T*Q, dim] plus temporal and spatial positions
         self.visual_proj = nn.Linear(self.visual.dim, dim)
@@ -246,12 +238,18 @@ class RefAtomNet(RAVARModel):
             )
         self.concat_proj = nn.Linear(num_streams * dim, dim) if cfg.fusion == "concat" else None
         self.norm = nn.LayerNorm(dim)
-        self.referring = (
-            ReferringHead(dim, cfg.select_weight, dropout=cfg.dropout) if cfg.referring else None
-        )
+        self.referring = ReferringHead(dim, dropout=cfg.dropout) if cfg.referring else None
         # with the referring head, actions read [t_agg, picked person]
         self.action_head = ActionHead(2 * dim if cfg.referring else dim, dropout=cfg.dropout)
         self.box_head = BoxHead(dim, dropout=cfg.dropout)
+
+    @property
+    def needs_detections(self) -> bool:
+        """With the location-semantic stream (`use_location`)."""
+        return self.config.use_location
+
+    def criterion(self) -> Criterion:
+        return Criterion(self.config.loss, select_weight=self.config.select_weight)
 
     def _require(self, batch: dict[str, Any], keys: tuple[str, ...]) -> None:
         missing = [k for k in keys if k not in batch]
@@ -302,6 +300,7 @@ class RefAtomNet(RAVARModel):
             out.append((loc, self.location.keep_mask(det_mask, categories)))
         return out
 
+    @property
     def needs_frames_with_cache(self) -> bool:
         return self.location is not None and self.location.appearance is not None
 
@@ -323,14 +322,15 @@ class RefAtomNet(RAVARModel):
             return torch.stack(pooled).sum(0), streams
         return torch.stack(pooled).mean(0), streams  # t_agg = sum_phi t_phi / N_s
 
-    def predict_with_aux(
-        self, batch: dict[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, batch: dict[str, Any]) -> ModelOutput:
+        """One head set ("main"); with the referring head, the person scores (and, given the
+        true box, the person to pick)."""
         streams = self.streams(batch)
         t_agg, fused = self.fuse(streams)
         t_agg = self.norm(t_agg)  # [B, dim]
         if self.referring is None or self.location is None:
-            return self.action_head(t_agg), self.box_head(t_agg), {}  # [B, 80], [B, 4]
+            head = (self.action_head(t_agg), self.box_head(t_agg))  # [B, 80], [B, 4]
+            return ModelOutput.from_heads({"main": head})
         read = fused if self.config.referring_tokens == "fused" else streams
         text_tokens, text_mask = read[1]  # [B, L, dim], [B, L]
         people = read[2][0]  # location-semantic tokens [B, D, dim]
@@ -340,11 +340,7 @@ class RefAtomNet(RAVARModel):
         )  # fmt: skip
         logits = self.action_head(torch.cat([t_agg, ref.selected], dim=-1))  # [B, 80]
         boxes = torch.where(ref.has_person[:, None], ref.boxes, self.box_head(t_agg))  # [B, 4]
-        return logits, boxes, {} if ref.loss is None else {"select": ref.loss}
-
-    def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, boxes, _ = self.predict_with_aux(batch)
-        return logits, boxes
+        return ModelOutput.from_heads({"main": (logits, boxes)}, ref.scores, ref.target, ref.valid)
 
 
 # --------------------------------------------------------------------------- named configs
@@ -353,7 +349,7 @@ class RefAtomNet(RAVARModel):
 def _tiny(**changes: Any) -> RefAtomNetConfig:
     """The CPU-sized RefAtomNet: scratch video transformer on 8 frames of 64x64, frozen MiniLM,
     person-centric detection tokens (crop features) and the referring head, without which a
-    from-scratch encoder does not learn the task in a CPU budget."""
+    from-scratch encoder does not learn the task in a CPU budget. `changes` override fields."""
     cfg = RefAtomNetConfig(
         visual=tiny_visual(depth=1),
         text=TextConfig(kind="minilm", frozen=True, max_length=32),
@@ -369,12 +365,13 @@ def _tiny(**changes: Any) -> RefAtomNetConfig:
     return replace(cfg, **changes)
 
 
-def _base() -> RefAtomNetConfig:
+def _base(**changes: Any) -> RefAtomNetConfig:
     """The paper's sizes: frozen BLIP-2 (EVA ViT-g + Q-Former, 32 queries per frame; random weights
     unless `visual.hf_name_or_path` points at a local checkpoint), frozen MiniLM, 8 frames at 224,
     width 768, one agent block per stream as in the authors' code. 8 heads: the authors' code
-    uses 1, which makes the softmax over heads of CAAF / CATF a constant 1."""
-    return RefAtomNetConfig(
+    uses 1, which makes the softmax over heads of CAAF / CATF a constant 1. `changes` override
+    fields."""
+    cfg = RefAtomNetConfig(
         visual=paper_visual(),
         text=TextConfig(kind="minilm", frozen=True),
         location=LocationConfig(hidden=768),
@@ -383,6 +380,7 @@ def _base() -> RefAtomNetConfig:
         depth=1,
         clip=paper_clip(),
     )
+    return replace(cfg, **changes)
 
 
 def authors_loss() -> LossConfig:
@@ -415,7 +413,7 @@ register_model(
 register_model(
     "refatomnet_base_authors",
     "refatomnet",
-    lambda: authors_version(replace(_base(), heads=1)),
+    lambda: authors_version(_base(heads=1)),
     "RefAtomNet, paper size, every switch as in the authors' code (1 head, docs/fidelity.md)",
 )
 for _name, _changes, _doc in (

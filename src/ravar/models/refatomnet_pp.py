@@ -39,8 +39,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ravar.config import ConfigError
 from ravar.data.clip_config import ClipConfig
-from ravar.errors import RavarError
+from ravar.errors import BatchError
 from ravar.models.backbones import (
     LocationConfig,
     LocationSemanticEncoder,
@@ -49,11 +50,12 @@ from ravar.models.backbones import (
     build_text,
     build_visual,
 )
-from ravar.models.base import RAVARModel, add_losses
+from ravar.models.base import RAVARModel
 from ravar.models.heads import ActionHead, BoxHead
 from ravar.models.layers import FeedForward, MultiHeadAttention, resize_pos_embed
-from ravar.models.losses import LossConfig, compute_losses
+from ravar.models.losses import Criterion, LossConfig
 from ravar.models.mamba import MambaLayer
+from ravar.models.output import ModelOutput
 from ravar.models.pooling import masked_mean
 from ravar.models.presets import (
     TINY_ACTION_WEIGHT,
@@ -129,38 +131,40 @@ class RefAtomNetPPConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
+        name = "RefAtomNetPPConfig"
         if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
-            raise ValueError(
-                f"dim ({self.dim}) must be a positive multiple of heads ({self.heads})"
+            raise ConfigError(
+                f"{name}.dim ({self.dim}) must be a positive multiple of {name}.heads "
+                f"({self.heads})"
             )
-        if self.selection not in SELECTION_MODES:
-            raise ValueError(f"selection must be one of {SELECTION_MODES}, got {self.selection!r}")
+        choices = (
+            ("selection", SELECTION_MODES),
+            ("visual_scan", ("temporal", "flat", "both")),
+            ("cross_attention_queries", CROSS_QUERIES),
+            ("trajectory_scan", TRAJECTORY_SCANS),
+        )
+        for key, allowed in choices:
+            if getattr(self, key) not in allowed:
+                raise ConfigError(
+                    f"{name}.{key} must be one of {allowed}, got {getattr(self, key)!r}"
+                )
         if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
-        if self.visual_scan not in ("temporal", "flat", "both"):
-            raise ValueError(
-                f"visual_scan must be 'temporal', 'flat' or 'both', got {self.visual_scan!r}"
-            )
-        if self.cross_attention_queries not in CROSS_QUERIES:
-            raise ValueError(
-                f"cross_attention_queries must be one of {CROSS_QUERIES}, "
-                f"got {self.cross_attention_queries!r}"
-            )
-        if self.trajectory_scan not in TRAJECTORY_SCANS:
-            raise ValueError(
-                f"trajectory_scan must be one of {TRAJECTORY_SCANS}, got {self.trajectory_scan!r}"
-            )
+            raise ConfigError(f"{name}.tau must be > 0, got {self.tau}")
         if not (self.use_keywords or self.use_objects or self.use_sentence):
-            raise ValueError("use_keywords, use_objects and use_sentence cannot all be false")
+            raise ConfigError(
+                f"{name}.use_keywords, use_objects and use_sentence cannot all be false"
+            )
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"{name}.dropout must be in [0, 1), got {self.dropout}")
         if self.referring and not self.use_objects:
-            raise ValueError("referring picks a person among the detections: it needs use_objects")
+            raise ConfigError(
+                f"{name}.referring picks a person among the detections: it needs use_objects=true"
+            )
         v = self.visual
         if v.kind == "scratch" and v.tokens_per_frame is None and v.image_size != self.clip.size:
             # the number of tokens per frame (and the token position embeddings) follow the size
-            raise ValueError(
-                f"visual.image_size {list(v.image_size)} must equal clip.size "
+            raise ConfigError(
+                f"{name}.visual.image_size {list(v.image_size)} must equal clip.size "
                 f"{list(self.clip.size)} (or set visual.tokens_per_frame)"
             )
 
@@ -197,13 +201,11 @@ class RefAtomNetPP(RAVARModel):
 
     family = "refatomnet_pp"
     config_class = RefAtomNetPPConfig
-    needs_detections = True  # False on instances built with use_objects=False
     uses_text = True
 
     def __init__(self, config: RefAtomNetPPConfig) -> None:
         super().__init__(config)
         cfg = config
-        self.needs_detections = cfg.use_objects  # type: ignore[misc]
         self.levels = [
             name
             for name, on in zip(
@@ -214,11 +216,7 @@ class RefAtomNetPP(RAVARModel):
         c = cfg.dim
 
         self.visual = build_visual(cfg.visual)
-        if self.visual.frozen_part is not None:
-            self.freeze(self.visual.frozen_part)
         self.text = build_text(cfg.text)
-        if self.text.frozen_part is not None:
-            self.freeze(self.text.frozen_part)
         self.location = (
             LocationSemanticEncoder(cfg.location, self.text.dim, c) if cfg.use_objects else None
         )
@@ -254,9 +252,7 @@ class RefAtomNetPP(RAVARModel):
         )
         self.summary_norm = nn.ModuleDict({view: nn.LayerNorm(c) for view in VIEWS})
         # referring: the sentence picks a person; the action heads read [summary, picked person]
-        self.referring = (
-            ReferringHead(c, cfg.select_weight, dropout=cfg.dropout) if cfg.referring else None
-        )
+        self.referring = ReferringHead(c, dropout=cfg.dropout) if cfg.referring else None
         self.query_proj = nn.Linear(self.text.dim, c) if cfg.referring else None
         head_in = 2 * c if cfg.referring else c
         self.action_heads = nn.ModuleDict(
@@ -264,13 +260,18 @@ class RefAtomNetPP(RAVARModel):
         )
         self.box_heads = nn.ModuleDict({view: BoxHead(c) for view in VIEWS})
 
+    @property
+    def needs_detections(self) -> bool:
+        """With the scene-attribute level (`use_objects`)."""
+        return self.config.use_objects
+
     # ------------------------------------------------------------------ features
     def visual_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
         """The batch's clips (frames [B, T, 3, H, W], or cached backbone features) -> visual
         tokens in the model width with time and token position embeddings, [B, T, Q, C]."""
         frames = batch.get("frames")
         if frames is not None and "visual_features" not in batch and frames.dim() != 5:
-            raise RavarError(
+            raise BatchError(
                 f"batch['frames'] must be [B, T, 3, H, W], got shape {tuple(frames.shape)}"
                 " (evaluate multi-clip batches one clip at a time)"
             )
@@ -310,7 +311,7 @@ class RefAtomNetPP(RAVARModel):
         out: dict[str, Any] = {"tokens": tokens}
         texts = list(batch["text"])
         if len(texts) != b:
-            raise RavarError(f"batch['text'] has {len(texts)} strings for {b} clips")
+            raise BatchError(f"batch['text'] has {len(texts)} strings for {b} clips")
         text = self.text(texts)
         out["words"], out["word_mask"] = text.tokens, text.mask  # [B, L, C_text], [B, L]
 
@@ -329,7 +330,7 @@ class RefAtomNetPP(RAVARModel):
         ):
             for key in ("det_boxes", "det_scores", "det_mask", "det_categories"):
                 if key not in batch:
-                    raise RavarError(
+                    raise BatchError(
                         f"batch has no {key!r}: refatomnet_pp with use_objects=true needs "
                         "detections (or build it with use_objects=false)"
                     )
@@ -421,18 +422,15 @@ class RefAtomNetPP(RAVARModel):
             return block(view, level, level_mask).mean(1)  # [B, M, C] -> [B, C]
         return masked_mean(block(level, view), level_mask)  # [B, N, C] -> [B, C]
 
+    @property
     def needs_frames_with_cache(self) -> bool:
         return self.location is not None and self.location.appearance is not None
 
     # ------------------------------------------------------------------ outputs
-    def head_outputs(self, batch: dict[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Per view: (action logits [B, 80], boxes [B, 4]) of its head set."""
-        return self.heads_and_aux(batch)[0]
-
-    def heads_and_aux(
-        self, batch: dict[str, Any]
-    ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]:
-        """`head_outputs` plus the named auxiliary losses (person selection, with targets)."""
+    def forward(self, batch: dict[str, Any]) -> ModelOutput:
+        """Two head sets, "temporal" and "spatial" (one per view's summary), whose logits and
+        boxes are averaged; with the referring head, the person scores (and, given the true box,
+        the person to pick)."""
         feats = self.encode(batch)
         if self.referring is None or self.query_proj is None or self.location is None:
             heads = {
@@ -442,7 +440,7 @@ class RefAtomNetPP(RAVARModel):
                 )
                 for view in VIEWS
             }
-            return heads, {}
+            return ModelOutput.from_heads(heads)
         person = self.location.person_mask(batch["det_mask"], batch["det_categories"])  # [B, D]
         ref = self.referring(
             feats["people"], person, batch["det_boxes"], self.query_proj(feats["words"]),
@@ -454,43 +452,13 @@ class RefAtomNetPP(RAVARModel):
             logits = self.action_heads[view](torch.cat([summary, ref.selected], dim=-1))
             boxes = torch.where(ref.has_person[:, None], ref.boxes, self.box_heads[view](summary))
             heads[view] = (logits, boxes)  # [B, 80], [B, 4]
-        return heads, {} if ref.loss is None else {"select": ref.loss}
+        return ModelOutput.from_heads(heads, ref.scores, ref.target, ref.valid)
 
-    @staticmethod
-    def _average(
-        heads: dict[str, tuple[torch.Tensor, torch.Tensor]],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = torch.stack([h[0] for h in heads.values()]).mean(0)  # [B, 80]
-        boxes = torch.stack([h[1] for h in heads.values()]).mean(0)  # [B, 4] still valid
-        return logits, boxes
-
-    def predict_with_aux(
-        self, batch: dict[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        heads, aux = self.heads_and_aux(batch)
-        return *self._average(heads), aux
-
-    def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Action logits [B, 80] and boxes [B, 4]: the mean of the two head sets."""
-        return self._average(self.head_outputs(batch))
-
-    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """As `RAVARModel.forward`; with `loss_per_head` the losses are those of each head set,
-        averaged (each head set is trained on its own, as the authors did)."""
-        if not self.config.loss_per_head:
-            return super().forward(batch)
-        heads, aux = self.heads_and_aux(batch)
-        logits, boxes = self._average(heads)
-        out: dict[str, Any] = {"logits": logits, "boxes": boxes}
-        if "labels" in batch and "box" in batch:
-            per_head = [
-                compute_losses(lg, bx, batch["labels"], batch["box"], self.config.loss)
-                for lg, bx in heads.values()
-            ]
-            losses = {k: torch.stack([p[k] for p in per_head]).mean() for k in per_head[0]}
-            out["loss"] = add_losses(losses, aux)
-            out["losses"] = losses
-        return out
+    def criterion(self) -> Criterion:
+        """With `loss_per_head`, the action and box losses are those of each head set, averaged
+        (each head set is trained on its own, as the authors did)."""
+        cfg = self.config
+        return Criterion(cfg.loss, per_head=cfg.loss_per_head, select_weight=cfg.select_weight)
 
 
 def refatomnet_pp_loss() -> LossConfig:
@@ -527,10 +495,10 @@ def authors_version(cfg: RefAtomNetPPConfig, dim: int | None = None) -> RefAtomN
     )
 
 
-def _tiny() -> RefAtomNetPPConfig:
+def _tiny(**changes: Any) -> RefAtomNetPPConfig:
     """CPU size, with person-centric detection tokens and the referring head (see
-    `ravar.models.refatomnet._tiny`)."""
-    return RefAtomNetPPConfig(
+    `ravar.models.refatomnet._tiny`); `changes` override fields."""
+    cfg = RefAtomNetPPConfig(
         visual=tiny_visual(depth=2),
         text=TextConfig(kind="minilm", frozen=True),
         location=LocationConfig(appearance=True),
@@ -542,10 +510,14 @@ def _tiny() -> RefAtomNetPPConfig:
         clip=tiny_clip(),
         loss=replace(refatomnet_pp_loss(), action_weight=TINY_ACTION_WEIGHT),
     )
+    return replace(cfg, **changes)
 
 
-def _base() -> RefAtomNetPPConfig:
-    return RefAtomNetPPConfig(
+def _base(**changes: Any) -> RefAtomNetPPConfig:
+    """The paper's sizes: frozen BLIP-2 vision + Q-Former (random weights unless
+    `visual.hf_name_or_path` points at a local checkpoint), frozen MiniLM, 8 frames at 224,
+    width 768; `changes` override fields."""
+    cfg = RefAtomNetPPConfig(
         visual=paper_visual(),
         text=TextConfig(kind="minilm", frozen=True),
         location=LocationConfig(),
@@ -556,6 +528,7 @@ def _base() -> RefAtomNetPPConfig:
         clip=paper_clip(),
         loss=refatomnet_pp_loss(),
     )
+    return replace(cfg, **changes)
 
 
 register_model(

@@ -7,7 +7,8 @@ reads and whose box (refined) is the answer.
     s_d  = MLP([p_d, g_d, q * p_d, q * g_d])     score of person d for the query q   [B, D]
     w    = softmax_d(s_d) over the people        (-inf where there is no person)    [B, D]
     d*   = argmax_d IoU(box_d, true box)         the person to pick, when IoU >= min_iou
-    loss = select_weight * CrossEntropy(s, d*)   over the samples that have a d*
+    (the loss, select_weight * CrossEntropy(s, d*) over the samples that have a d*, is the
+    "select" term of `ravar.models.losses.Criterion`)
     selected = p_{d*} when training with targets (teacher forcing), else sum_d w_d p_d
     box  = refine(box_{argmax s}, MLP(selected)) (in training: refine(box_{d*}, ...))
 
@@ -38,7 +39,8 @@ class ReferringOutput:
     boxes: torch.Tensor  # [B, 4] refined box of the picked person, valid normalised xyxy
     has_person: torch.Tensor  # [B] bool: at least one person detection
     scores: torch.Tensor  # [B, D] selection logits (very negative where there is no person)
-    loss: torch.Tensor | None  # weighted selection loss, when the true box was given
+    target: torch.Tensor | None  # [B] d*, when the true box was given (and D > 0)
+    valid: torch.Tensor | None  # [B] bool: d* reaches min_iou, when the true box was given
 
 
 def refine_boxes(boxes: torch.Tensor, delta: torch.Tensor, max_shift: float = 0.25) -> torch.Tensor:
@@ -71,9 +73,7 @@ def target_person(
 class ReferringHead(nn.Module):
     """Scores people against a query, picks one, and refines its box (see the module docstring)."""
 
-    def __init__(
-        self, dim: int, select_weight: float = 1.0, min_iou: float = 0.5, dropout: float = 0.0
-    ) -> None:
+    def __init__(self, dim: int, min_iou: float = 0.5, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm_people = nn.LayerNorm(dim)
         self.norm_query = nn.LayerNorm(dim)
@@ -83,7 +83,6 @@ class ReferringHead(nn.Module):
         self.delta = MLP(dim, dim, 4, layers=2, dropout=dropout)
         nn.init.zeros_(self.delta.net[-1].weight)  # start from the detection's own box
         nn.init.zeros_(self.delta.net[-1].bias)
-        self.select_weight = select_weight
         self.min_iou = min_iou
 
     def forward(
@@ -110,11 +109,9 @@ class ReferringHead(nn.Module):
         weights = scores.softmax(dim=1) * has_person[:, None].to(people.dtype)  # [B, D]
         pick = scores.argmax(dim=1)  # [B]
 
-        loss = None
+        target = valid = None
         if true_box is not None and d > 0:
-            target, valid = target_person(det_boxes, person, true_box, self.min_iou)
-            ce = F.cross_entropy(scores, target, reduction="none")  # [B]
-            loss = self.select_weight * (ce * valid).sum() / valid.sum().clamp(min=1)
+            target, valid = target_person(det_boxes, person, true_box, self.min_iou)  # [B], [B]
             if self.training:  # teacher forcing: read the right person while learning to pick
                 weights = F.one_hot(target, d).to(people.dtype) * valid[:, None]
                 weights = torch.where(valid[:, None], weights, scores.softmax(dim=1))
@@ -124,4 +121,4 @@ class ReferringHead(nn.Module):
         rows = torch.arange(b, device=people.device)
         base = det_boxes[rows, pick] if d > 0 else det_boxes.new_zeros(b, 4)  # [B, 4]
         boxes = refine_boxes(base.to(selected.dtype), self.delta(selected))  # [B, 4]
-        return ReferringOutput(selected, boxes, has_person, scores, loss)
+        return ReferringOutput(selected, boxes, has_person, scores, target, valid)

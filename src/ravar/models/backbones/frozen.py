@@ -1,4 +1,5 @@
-"""A backbone part that can be frozen: no gradients, always in eval mode, run under no_grad."""
+"""A backbone part that can be frozen: no gradients, always in eval mode, run under no_grad. The
+only way `ravar` freezes weights: a model holding such a backbone needs nothing more."""
 
 from __future__ import annotations
 

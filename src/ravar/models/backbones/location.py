@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ravar.config import ConfigError
+from ravar.errors import BatchError
 from ravar.models.heads import MLP
 from ravar.models.roi import DetectionAppearance
 from ravar.util.box_ops import box_features
@@ -109,12 +110,12 @@ class LocationSemanticEncoder(nn.Module):
         frames [B, T, 3, H, W] (needed with `appearance`) -> tokens [B, D, out_dim]."""
         b, d = det_mask.shape
         if det_boxes.shape != (b, d, 4) or det_scores.shape != (b, d):
-            raise ValueError(
+            raise BatchError(
                 f"det_boxes {tuple(det_boxes.shape)} / det_scores {tuple(det_scores.shape)} do not "
                 f"match det_mask {tuple(det_mask.shape)}"
             )
         if len(det_categories) != b or any(len(row) != d for row in det_categories):
-            raise ValueError(f"det_categories must be {b} lists of {d} names")
+            raise BatchError(f"det_categories must be {b} lists of {d} names")
         keep = self.keep_mask(det_mask, det_categories)  # [B, D]
         if d == 0:
             return det_boxes.new_zeros(b, 0, self.out_dim)
@@ -135,6 +136,6 @@ class LocationSemanticEncoder(nn.Module):
         tokens = self.mlp(torch.cat([geometry, category], dim=-1))  # [B, D, out_dim]
         if self.appearance is not None:
             if frames is None:
-                raise ValueError("LocationConfig.appearance needs the clip: pass frames")
+                raise BatchError("LocationConfig.appearance needs the clip: pass frames")
             tokens = tokens + self.appearance(frames, det_boxes, keep)  # [B, D, out_dim]
         return tokens * keep.unsqueeze(-1).to(tokens.dtype)  # padded -> 0

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from ravar.config import ConfigError
+from ravar.errors import BatchError
 from ravar.models.backbones.frozen import FrozenPartMixin
 from ravar.models.backbones.keywords import keyword_positions, letter_words, split_words
 from ravar.models.backbones.shipped import MINILM_SOURCE, shipped
@@ -153,7 +154,7 @@ class TextEncoder(FrozenPartMixin):
     @staticmethod
     def _check_texts(texts: Any, what: str) -> list[str]:
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-            raise ValueError(f"{what} must be a list of strings, got {type(texts).__name__}")
+            raise BatchError(f"{what} must be a list of strings, got {type(texts).__name__}")
         return list(texts)
 
     def attach_store(self, store: Any | None) -> None:
@@ -166,7 +167,7 @@ class TextEncoder(FrozenPartMixin):
     def forward(self, texts: list[str]) -> TextFeatures:
         texts = self._check_texts(texts, "texts")
         if not texts:
-            raise ValueError("texts is empty: a batch needs at least one description")
+            raise BatchError("texts is empty: a batch needs at least one description")
         unique = list(dict.fromkeys(texts))
         if len(unique) < len(texts) and not self.training:
             # e.g. one sentence over many keyframes at inference: encode each sentence once

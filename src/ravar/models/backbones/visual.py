@@ -11,8 +11,8 @@ Two kinds:
 `VisualConfig.frozen` says what is frozen: "all" (the whole backbone), "vision" (BLIP-2 only: the
 vision transformer, while the Q-Former and its query tokens train, as RefAtomNet did) or "none"
 (true / false are read as "all" / "none"). A frozen part runs under `torch.no_grad()` and stays in
-eval mode whatever `.train()` its parent calls; `frozen_part` names that part so that the owner
-model can also pass it to `RAVARModel.freeze`.
+eval mode whatever `.train()` its parent calls (`FrozenPartMixin`, the one freezing mechanism);
+`frozen_part` names that part.
 
 Pretrained weights: `hf_name_or_path` names a local folder (or a name in the local HF cache) whose
 own config gives the architecture; `hf_config` builds random weights from a config dict instead.
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ravar.config import ConfigError
+from ravar.errors import BatchError
 from ravar.models.backbones.frozen import FrozenPartMixin
 from ravar.models.backbones.shipped import shipped
 from ravar.models.layers import FeedForward, MultiHeadAttention, resize_pos_embed
@@ -129,7 +130,7 @@ class VisualBackbone(FrozenPartMixin):
     @staticmethod
     def _check_frames(frames: torch.Tensor) -> None:
         if frames.dim() != 5 or frames.shape[2] != 3:
-            raise ValueError(f"frames must be [B, T, 3, H, W], got {tuple(frames.shape)}")
+            raise BatchError(f"frames must be [B, T, 3, H, W], got {tuple(frames.shape)}")
 
 
 def _pool_grid(x: torch.Tensor, grid: tuple[int, int], side: int) -> torch.Tensor:
