@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _say_now(line: str) -> None:
+    print(line, flush=True)
+
+
 def _step(title: str) -> float:
     print(f"\n== {title}", flush=True)
     return time.perf_counter()
@@ -54,7 +58,9 @@ def ensure_synth(data_dir: Path, preset: str, seed: int) -> None:
             print(f"using the cached dataset in {data_dir}")
             return
         raise RavarError(f"{data_dir} holds another dataset; choose another --out")
-    summary = generate(data_dir, preset=preset, seed=seed, workers=os.cpu_count() or 1)
+    summary = generate(
+        data_dir, preset=preset, seed=seed, workers=os.cpu_count() or 1, say=_say_now
+    )
     for split, c in summary["counts"].items():
         print(f"  {split:>10}: {c['clips']:5d} clips {c['records']:6d} referred people")
     print(f"generated in {summary['seconds']} s")

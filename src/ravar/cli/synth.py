@@ -37,7 +37,12 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise RavarError(f"--workers: must be at least 1, got {args.workers}")
     summary = generate(
-        args.dir, preset=args.preset, seed=args.seed, workers=args.workers, frames=args.frames
+        args.dir,
+        preset=args.preset,
+        seed=args.seed,
+        workers=args.workers,
+        frames=args.frames,
+        say=lambda line: print(line, flush=True),
     )
     for split, c in summary["counts"].items():
         print(f"{split:>10}: {c['clips']:5d} clips  {c['records']:6d} records")

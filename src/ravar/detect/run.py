@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +30,7 @@ from ravar.detect.base import DatasetDetector, DatasetKeyframe, KeyframeId
 from ravar.detect.progress import ProgressWriter, progress_path, read_progress
 from ravar.detect.summary import SplitSummary, summarise
 from ravar.errors import DataFormatError, RavarError
+from ravar.util.heartbeat import Heartbeat
 from ravar.util.io import write_json
 
 EXTRA_KEY = "detections"  # dataset.json extra: split -> the detector that made its detections
@@ -59,26 +59,24 @@ class _Progress:
 
     def __init__(self, desc: str, total: int, initial: int, mode: str, every: float) -> None:
         self.desc, self.total, self.count = desc, total, initial
-        self.every, self.start, self.last = every, time.monotonic(), time.monotonic()
         self.initial, self.mode = initial, mode
+        self.heartbeat = Heartbeat(lambda line: print(line, file=sys.stderr, flush=True), every)
         bar = mode == "bar"
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="kf") if bar else None
+
+    def _line(self) -> str:
+        rate = (self.count - self.initial) / max(self.heartbeat.elapsed(), 1e-9)
+        return (
+            f"{self.desc}: {self.count}/{self.total} keyframes "
+            f"({100 * self.count / max(self.total, 1):.0f}%), {rate:.1f} keyframes/s"
+        )
 
     def update(self, n: int) -> None:
         self.count += n
         if self.bar is not None:
             self.bar.update(n)
-        elif self.mode == "lines" and (
-            time.monotonic() - self.last >= self.every or self.count == self.total
-        ):
-            self.last = time.monotonic()
-            rate = (self.count - self.initial) / max(self.last - self.start, 1e-9)
-            print(
-                f"{self.desc}: {self.count}/{self.total} keyframes "
-                f"({100 * self.count / max(self.total, 1):.0f}%), {rate:.1f} keyframes/s",
-                file=sys.stderr,
-                flush=True,
-            )
+        elif self.mode == "lines":
+            self.heartbeat.tick(self._line, force=self.count == self.total)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -28,6 +28,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,10 @@ from ravar.errors import RavarError
 from ravar.metrics import TABLE_COLUMNS, format_metrics_table, metrics_to_json
 from ravar.models.base import RAVARModel
 from ravar.models.registry import build_model
+from ravar.util.heartbeat import Heartbeat, format_duration
 from ravar.util.io import write_json
+
+PROGRESS_EVERY_S = 30.0  # progress lines when the output is not a terminal
 
 STATE_VERSION = 1
 PLOT_INTERVAL_S = 60.0  # curves.png is redrawn at most this often during a run, and at its end
@@ -158,6 +162,13 @@ class Trainer:
         self.resume = resume
         self.quiet = quiet
         self.progress = not quiet and ctx.is_main and sys.stderr.isatty()
+        # not a terminal (a log file): a progress line every PROGRESS_EVERY_S seconds instead
+        self.heartbeat = (
+            Heartbeat(self._say, PROGRESS_EVERY_S)
+            if not quiet and ctx.is_main and not self.progress
+            else None
+        )
+        self.first_step = 0  # optimizer steps done before this invocation (resume)
         self.epoch = 0
         self.step = 0
         self.best_metric: float | None = None
@@ -374,6 +385,10 @@ class Trainer:
                     self.ema.update(self.model)
             bar.update(1)
             elapsed = max(time.perf_counter() - start, 1e-9)
+            if self.heartbeat is not None:
+                self.heartbeat.tick(
+                    partial(self._progress_line, epoch, sums["loss"] / seen, seen / elapsed)
+                )
             bar.set_postfix(
                 loss=f"{sums['loss'] / seen:.4f}", clips_s=f"{seen * ctx.world_size / elapsed:.1f}"
             )
@@ -388,6 +403,17 @@ class Trainer:
             "epoch_time_s": elapsed,
             "clips_per_s": totals[0] / max(elapsed, 1e-9),
         }
+
+    def _progress_line(self, epoch: int, loss: float, clips_per_s: float) -> str:
+        """One line of where training is, for logs that are not a terminal."""
+        assert self.heartbeat is not None
+        done = self.step - self.first_step
+        left = self.total_steps - self.step
+        eta = format_duration(self.heartbeat.elapsed() / done * left) if done else "?"
+        return (
+            f"epoch {epoch}/{self.cfg.epochs}  step {self.step}/{self.total_steps}  "
+            f"loss {loss:.4f}  {clips_per_s * self.ctx.world_size:.1f} clips/s  ETA {eta}"
+        )
 
     def _validate(self, epoch: int) -> dict[str, Any]:
         preds = predict_dataset(
@@ -509,6 +535,7 @@ class Trainer:
         self._build()
         if self.resume:
             self._restore()
+        self.first_step = self.step
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_yaml(self.out / "config.yaml", self.run.to_dict())
