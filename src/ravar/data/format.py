@@ -504,12 +504,26 @@ def iter_lines(path: Path) -> Iterator[tuple[int, Any]]:
                 raise DataFormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
 
 
+def duplicate_key_message(where: str, key: str, first_line: int, line: int) -> str:
+    """The error of a record whose key (`Record.key`) an earlier line of its split has."""
+    return f"{where}: key: duplicate key {key!r} (lines {first_line} and {line})"
+
+
 def read_split(dataset_dir: str | os.PathLike, split: str) -> list[Record]:
-    """All records of one split; the first bad line raises DataFormatError naming file and line."""
+    """All records of one split; the first bad line, or the second line of a key (video_id,
+    time, person_id) already seen, raises DataFormatError naming file and line."""
     path = annotation_path(dataset_dir, split)
     if not path.is_file():
         raise DataFormatError(f"{path}: missing (no split {split!r} in {dataset_dir})")
-    return [record_from_dict(d, where=f"{path}:{lineno}") for lineno, d in iter_lines(path)]
+    records = []
+    first_line_of_key: dict[str, int] = {}
+    for lineno, d in iter_lines(path):
+        rec = record_from_dict(d, where=f"{path}:{lineno}")
+        first = first_line_of_key.setdefault(rec.key, lineno)
+        if first != lineno:
+            raise DataFormatError(duplicate_key_message(f"{path}:{lineno}", rec.key, first, lineno))
+        records.append(rec)
+    return records
 
 
 def write_split(dataset_dir: str | os.PathLike, split: str, records: Iterable[Record]) -> Path:
