@@ -395,8 +395,8 @@ def test_cli_validate_exit_codes_json_and_plot(tmp_path, capsys):
     _write_raw(good, "val", [_with(box=[0.5, 0.0, 0.5, 1.0])])
     assert _cli(["validate", str(good), "--no-frames", "--splits", "val"]) == 1
     assert "val.jsonl:1: box: " in capsys.readouterr().out
-    assert _cli(["validate", str(tmp_path / "nowhere")]) == 1
-    assert "nowhere" in capsys.readouterr().out
+    with pytest.raises(DataFormatError, match="nowhere"):
+        _cli(["validate", str(tmp_path / "nowhere")])
 
 
 def test_cli_window_and_deep_options(tmp_path, capsys):

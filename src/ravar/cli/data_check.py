@@ -67,7 +67,8 @@ def _write_outputs(report: ValidationReport, args: argparse.Namespace) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    """Validate; exit code 1 when any error was found, else 0."""
+    """Validate; exit code 1 when any error was found, else 0. A folder whose dataset.json
+    cannot be read raises (one line: the file, the key and why)."""
     report = validate_dataset(
         args.dir,
         splits=args.splits,
@@ -75,6 +76,9 @@ def run_validate(args: argparse.Namespace) -> int:
         check_frames=not args.no_frames,
         deep=args.deep,
     )
+    if report.meta is None:
+        _write_outputs(report, args)
+        raise DataFormatError(report.errors[0])
     print(report.format(max_errors=args.max_errors))
     _write_outputs(report, args)
     return 0 if report.ok else 1

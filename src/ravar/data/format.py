@@ -26,6 +26,13 @@ each keyframe (RefAVA ships +-1.5 s: 91 frames at 30 fps), or, when null, every 
 video. Clips, training jitter and multi-clip phases never read outside it, and `ravar data
 validate` checks exactly those frames. A dataset.json written before the key existed reads as
 +-1.5 s, the RefAVA window (never more than such a dataset is known to hold).
+
+`load_meta` checks every key of dataset.json and refuses, naming the file and the key, a wrong
+type, NaN or infinity, an unknown key (own data goes under "extra"), or a value out of range:
+fps in (0, 1000], time_offset in [0, 1e7] s, first_index an integer in [0, 1e9],
+keyframe_window in [0, 600] s or null, image_size sides in [1, 65536], num_classes 80 (ravar
+reads the AVA v2.2 label set only), and a pattern using only ``{video_id}`` and (frames)
+``{index}`` with an optional width such as ``{index:06d}``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import string
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +60,14 @@ STANDARD_SPLITS = ("train", "val", "test")
 FRAME_SOURCE_KINDS = ("frames", "video")
 REFAVA_KEYFRAME_WINDOW = 1.5  # seconds either side of a keyframe whose frames RefAVA ships
 LABEL_SET = "ava_v2.2"
+# dataset.json limits: beyond them a value is a mistake (or hostile), and frame arithmetic and
+# window listings would overflow or grow without bound
+MAX_FPS = 1000.0
+MAX_TIME_OFFSET = 1e7  # seconds (about 115 days)
+MAX_FIRST_INDEX = 10**9
+MAX_KEYFRAME_WINDOW = 600.0  # seconds; null means every frame of the video
+MAX_IMAGE_SIDE = 65536  # pixels
+_INDEX_SPEC = re.compile(r"0?[1-9]?\d?d?")  # format spec of {index}: "", "06d", "6", "d"
 
 
 @dataclass
@@ -108,68 +125,55 @@ class DatasetMeta:
 
     @classmethod
     def from_dict(cls, d: Any, where: str = META_FILE) -> DatasetMeta:
-        """Parse and check a `dataset.json` dict; errors name `where` and the key."""
+        """Parse and check a `dataset.json` dict: every key's type and range (see the module
+        docstring's limits); errors name `where` and the key."""
         if not isinstance(d, dict):
             raise DataFormatError(f"{where}: expected a JSON object, got {type(d).__name__}")
         if d.get("format") != FORMAT_NAME:
             raise DataFormatError(
-                f"{where}: key 'format' must be {FORMAT_NAME!r}, got {d.get('format')!r}"
+                f"{where}: key 'format' must be {FORMAT_NAME!r}, got {_short(d.get('format'))}"
             )
         version = d.get("format_version")
-        if version != FORMAT_VERSION:
+        if not _is_int(version) or version != FORMAT_VERSION:
             raise DataFormatError(
-                f"{where}: key 'format_version' is {version!r}; "
+                f"{where}: key 'format_version' is {_short(version)}; "
                 f"this ravar reads version {FORMAT_VERSION}"
             )
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise DataFormatError(
+                f"{where}: unknown keys {sorted(unknown)} (put your own under 'extra')"
+            )
         if "name" not in d or not isinstance(d["name"], str):
-            raise DataFormatError(f"{where}: key 'name' must be a string")
+            raise DataFormatError(
+                f"{where}: key 'name' must be a string, got {_short(d.get('name'))}"
+            )
         if d.get("labels", LABEL_SET) != LABEL_SET:
             raise DataFormatError(
-                f"{where}: key 'labels' must be {LABEL_SET!r}, got {d.get('labels')!r}"
+                f"{where}: key 'labels' must be {LABEL_SET!r}, got {_short(d.get('labels'))}"
             )
-        fs_raw = d.get("frame_source", {})
-        if not isinstance(fs_raw, dict):
-            raise DataFormatError(f"{where}: key 'frame_source' must be an object")
-        known = set(FrameSourceSpec.__dataclass_fields__)
-        unknown = set(fs_raw) - known
-        if unknown:
-            raise DataFormatError(f"{where}: unknown keys in 'frame_source': {sorted(unknown)}")
-        fs = FrameSourceSpec(**fs_raw)
-        if fs.kind not in FRAME_SOURCE_KINDS:
+        num_classes = d.get("num_classes", NUM_CLASSES)
+        if not _is_int(num_classes) or num_classes != NUM_CLASSES:
             raise DataFormatError(
-                f"{where}: key 'frame_source.kind' must be one of {FRAME_SOURCE_KINDS}, "
-                f"got {fs.kind!r}"
+                f"{where}: key 'num_classes' must be {NUM_CLASSES} (ravar reads the "
+                f"{NUM_CLASSES} AVA v2.2 action classes only), got {_short(num_classes)}"
             )
-        if not isinstance(fs.fps, (int, float)) or not fs.fps > 0:
-            raise DataFormatError(f"{where}: key 'frame_source.fps' must be a positive number")
-        if "{video_id}" not in fs.pattern:
-            raise DataFormatError(f"{where}: key 'frame_source.pattern' must contain {{video_id}}")
-        if fs.kind == "frames" and "{index" not in fs.pattern:
-            raise DataFormatError(f"{where}: key 'frame_source.pattern' must contain {{index...}}")
-        window = fs.keyframe_window
-        if window is not None and (not _is_number(window) or window < 0):
+        description = d.get("description", "")
+        if not isinstance(description, str):
             raise DataFormatError(
-                f"{where}: key 'frame_source.keyframe_window' must be a number of seconds >= 0 "
-                f"(the frames that exist either side of each keyframe) or null (every frame of "
-                f"the video), got {window!r}"
+                f"{where}: key 'description' must be a string, got {_short(description)}"
             )
-        size = d.get("image_size")
-        if size is not None:
-            if (
-                not isinstance(size, (list, tuple))
-                or len(size) != 2
-                or not all(isinstance(v, int) and v > 0 for v in size)
-            ):
-                raise DataFormatError(f"{where}: key 'image_size' must be [width, height] or null")
-            size = (int(size[0]), int(size[1]))
+        extra = d.get("extra", {})
+        if not isinstance(extra, dict):
+            raise DataFormatError(f"{where}: key 'extra' must be an object, got {_short(extra)}")
         return cls(
             name=d["name"],
-            frame_source=fs,
-            image_size=size,
-            labels=d.get("labels", LABEL_SET),
-            num_classes=int(d.get("num_classes", NUM_CLASSES)),
-            description=str(d.get("description", "")),
-            extra=dict(d.get("extra", {})),
+            frame_source=_frame_source_from_dict(d.get("frame_source", {}), where),
+            image_size=_image_size_from(d.get("image_size"), where),
+            labels=LABEL_SET,
+            num_classes=NUM_CLASSES,
+            description=description,
+            extra=dict(extra),
         )
 
     def save(self, dataset_dir: str | os.PathLike) -> Path:
@@ -185,6 +189,131 @@ def load_meta(dataset_dir: str | os.PathLike) -> DatasetMeta:
         raise DataFormatError(f"{path}: missing (a ravar dataset folder needs {META_FILE})")
     d = read_json(path)
     return DatasetMeta.from_dict(d, where=str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# dataset.json checks
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """`repr(value)`, cut to `limit` characters (a hostile value can be huge)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+        return f"an integer of more than {limit} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number_in(
+    fs: dict[str, Any], key: str, where: str, lo: float, hi: float, *, positive: bool = False
+) -> float:
+    """`fs[key]` as a float, checked to be a finite number in [lo, hi] (> lo if `positive`)."""
+    v = fs[key]
+    if not _is_number(v) or not (v > lo if positive else v >= lo) or v > hi:
+        low = f"> {lo:g}" if positive else f">= {lo:g}"
+        raise DataFormatError(
+            f"{where}: key 'frame_source.{key}' must be a number {low} and <= {hi:g}, "
+            f"got {_short(v)}"
+        )
+    return float(v)
+
+
+def _frame_source_from_dict(fs_raw: Any, where: str) -> FrameSourceSpec:
+    """The checked `frame_source` object of dataset.json."""
+    if not isinstance(fs_raw, dict):
+        raise DataFormatError(
+            f"{where}: key 'frame_source' must be an object, got {_short(fs_raw)}"
+        )
+    known = set(FrameSourceSpec.__dataclass_fields__)
+    unknown = set(fs_raw) - known
+    if unknown:
+        raise DataFormatError(f"{where}: unknown keys in 'frame_source': {sorted(unknown)}")
+    fs = {k: getattr(FrameSourceSpec, k) for k in known} | fs_raw
+    fs.pop("keyframe_window")  # its default is read below
+    kind = fs["kind"]
+    if not isinstance(kind, str) or kind not in FRAME_SOURCE_KINDS:
+        raise DataFormatError(
+            f"{where}: key 'frame_source.kind' must be one of {FRAME_SOURCE_KINDS}, "
+            f"got {_short(kind)}"
+        )
+    root = fs["root"]
+    if not isinstance(root, str) or not root or "\x00" in root:
+        raise DataFormatError(
+            f"{where}: key 'frame_source.root' must be a non-empty path, got {_short(root)}"
+        )
+    if problem := _pattern_problem(fs["pattern"], kind):
+        raise DataFormatError(f"{where}: key 'frame_source.pattern' {problem}")
+    first_index = fs["first_index"]
+    if not _is_int(first_index) or not 0 <= first_index <= MAX_FIRST_INDEX:
+        raise DataFormatError(
+            f"{where}: key 'frame_source.first_index' must be an integer in "
+            f"[0, {MAX_FIRST_INDEX}], got {_short(first_index)}"
+        )
+    window = fs_raw.get("keyframe_window", REFAVA_KEYFRAME_WINDOW)
+    if window is not None and (not _is_number(window) or not 0 <= window <= MAX_KEYFRAME_WINDOW):
+        raise DataFormatError(
+            f"{where}: key 'frame_source.keyframe_window' must be a number of seconds in "
+            f"[0, {MAX_KEYFRAME_WINDOW:g}] (the frames that exist either side of each keyframe) "
+            f"or null (every frame of the video), got {_short(window)}"
+        )
+    return FrameSourceSpec(
+        kind=kind,
+        root=root,
+        pattern=fs["pattern"],
+        fps=_number_in(fs, "fps", where, 0.0, MAX_FPS, positive=True),
+        time_offset=_number_in(fs, "time_offset", where, 0.0, MAX_TIME_OFFSET),
+        first_index=first_index,
+        keyframe_window=None if window is None else float(window),
+    )
+
+
+def _pattern_problem(pattern: Any, kind: str) -> str | None:
+    """Why `pattern` cannot name the files of frame source `kind`, or None if it can: only
+    ``{video_id}`` (required) and, for kind "frames", ``{index}`` (required, with an optional
+    width such as ``{index:06d}``) may appear."""
+    if not isinstance(pattern, str):
+        return f"must be a string, got {_short(pattern)}"
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as e:
+        return f"is not a format string ({e}): {_short(pattern)}"
+    fields = set()
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        ok = (name == "video_id" and not spec) or (
+            name == "index" and kind == "frames" and _INDEX_SPEC.fullmatch(spec or "")
+        )
+        if not ok or conversion is not None:
+            allowed = (
+                "{video_id} and {index} (e.g. {index:06d})" if kind == "frames" else ("{video_id}")
+            )
+            return f"may only use {allowed}, got {{{name}...}} in {_short(pattern)}"
+        fields.add(name)
+    if "video_id" not in fields:
+        return "must contain {video_id}"
+    if kind == "frames" and "index" not in fields:
+        return "must contain {index...} (the frame number)"
+    return None
+
+
+def _image_size_from(size: Any, where: str) -> tuple[int, int] | None:
+    """The checked `image_size` of dataset.json: (width, height) or None."""
+    if size is None:
+        return None
+    if (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(_is_int(v) and 0 < v <= MAX_IMAGE_SIDE for v in size)
+    ):
+        raise DataFormatError(
+            f"{where}: key 'image_size' must be [width, height] (integers in "
+            f"[1, {MAX_IMAGE_SIDE}]) or null, got {_short(size)}"
+        )
+    return size[0], size[1]
 
 
 @dataclass
@@ -375,12 +504,26 @@ def iter_lines(path: Path) -> Iterator[tuple[int, Any]]:
                 raise DataFormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
 
 
+def duplicate_key_message(where: str, key: str, first_line: int, line: int) -> str:
+    """The error of a record whose key (`Record.key`) an earlier line of its split has."""
+    return f"{where}: key: duplicate key {key!r} (lines {first_line} and {line})"
+
+
 def read_split(dataset_dir: str | os.PathLike, split: str) -> list[Record]:
-    """All records of one split; the first bad line raises DataFormatError naming file and line."""
+    """All records of one split; the first bad line, or the second line of a key (video_id,
+    time, person_id) already seen, raises DataFormatError naming file and line."""
     path = annotation_path(dataset_dir, split)
     if not path.is_file():
         raise DataFormatError(f"{path}: missing (no split {split!r} in {dataset_dir})")
-    return [record_from_dict(d, where=f"{path}:{lineno}") for lineno, d in iter_lines(path)]
+    records = []
+    first_line_of_key: dict[str, int] = {}
+    for lineno, d in iter_lines(path):
+        rec = record_from_dict(d, where=f"{path}:{lineno}")
+        first = first_line_of_key.setdefault(rec.key, lineno)
+        if first != lineno:
+            raise DataFormatError(duplicate_key_message(f"{path}:{lineno}", rec.key, first, lineno))
+        records.append(rec)
+    return records
 
 
 def write_split(dataset_dir: str | os.PathLike, split: str, records: Iterable[Record]) -> Path:

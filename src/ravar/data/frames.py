@@ -3,6 +3,12 @@
 Both kinds decode only the frames asked for, return `[T, H, W, 3]` uint8 RGB arrays, keep every
 path inside the frame root, and raise `FrameError` naming the file when a frame is missing or
 corrupt (or, with ``on_error="nearest"``, use the nearest good frame and log a warning).
+
+Containment follows symbolic links: the frame root itself may be a link (it is resolved once),
+but a frame or video path whose real location (every link on the way resolved) lies outside the
+root's real location is refused with one line, as a ``..`` in the path is. To read frames that
+live elsewhere, point ``frame_source.root`` there (an absolute path is allowed) or make the root
+itself the link.
 """
 
 from __future__ import annotations
@@ -38,6 +44,38 @@ def safe_join(root: Path, relative: str, what: str = "path") -> Path:
     return Path(full)
 
 
+def _inside(root: str, path: str) -> bool:
+    return path == root or os.path.commonpath([root, path]) == root
+
+
+class RootGuard:
+    """Refuses paths under `root` whose real location (symbolic links resolved) leaves the real
+    location of `root`; the root is resolved once, each folder once, each file by one lstat."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._real_root: str | None = None
+        self._folders: dict[str, bool] = {}  # folder -> its real location is inside the root
+
+    def check(self, path: Path, what: str) -> Path:
+        """`path` itself; raises FrameError when it leads outside the root."""
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        root = self._real_root
+        folder = os.path.dirname(path)
+        inside = self._folders.get(folder)
+        if inside is None:
+            inside = self._folders[folder] = _inside(root, os.path.realpath(folder))
+        if inside and os.path.islink(path):
+            inside = _inside(root, os.path.realpath(path))
+        if not inside:
+            raise FrameError(
+                f"{what} {path} is a symbolic link (or lies under one) to "
+                f"{os.path.realpath(path)}, outside the frame root {self.root}"
+            )
+        return path
+
+
 def _check_video_id(video_id: str) -> None:
     if problem := video_id_problem(video_id):
         raise FrameError(f"video_id {problem}")
@@ -59,13 +97,15 @@ class FrameFolderSource:
         self.spec = spec
         self.on_error = on_error
         self.draft_size = draft_size  # decode JPEGs at reduced size (>= this), see PIL's draft()
+        self._guard = RootGuard(self.root)
         self._listing: dict[Path, frozenset[str]] = {}
 
     def frame_path(self, video_id: str, index: int) -> Path:
-        """Path of frame number `index` of `video_id` (always inside the root)."""
+        """Path of frame number `index` of `video_id` (inside the root, symbolic links resolved)."""
         _check_video_id(video_id)
         rel = self.spec.pattern.format(video_id=video_id, index=index)
-        return safe_join(self.root, rel, what=f"frame of video_id {video_id!r}")
+        what = f"frame of video_id {video_id!r}"
+        return self._guard.check(safe_join(self.root, rel, what=what), what)
 
     def num_frames(self, video_id: str) -> int | None:
         """Unknown for image folders (frames are addressed by number)."""
@@ -290,13 +330,15 @@ class VideoFileSource:
     def __init__(self, root: str | os.PathLike, spec: FrameSourceSpec) -> None:
         self.root = Path(root)
         self.spec = spec
+        self._guard = RootGuard(self.root)
         self._readers: dict[str, VideoReader] = {}
 
     def video_path(self, video_id: str) -> Path:
-        """Path of the file of `video_id` (always inside the root)."""
+        """Path of the file of `video_id` (inside the root, symbolic links resolved)."""
         _check_video_id(video_id)
         rel = self.spec.pattern.format(video_id=video_id)
-        return safe_join(self.root, rel, what=f"video file of video_id {video_id!r}")
+        what = f"video file of video_id {video_id!r}"
+        return self._guard.check(safe_join(self.root, rel, what=what), what)
 
     def reader(self, video_id: str) -> VideoReader:
         """The (cached) reader of `video_id`'s file."""

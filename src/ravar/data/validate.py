@@ -21,6 +21,7 @@ from ravar.data.format import (
     DatasetMeta,
     Record,
     annotation_path,
+    duplicate_key_message,
     list_splits,
     load_meta,
     make_key,
@@ -197,9 +198,7 @@ def _read_splits(
             if key in first_line_of_key:
                 sd.invalid += 1
                 report.add_error(
-                    f"{where}: key: duplicate key {key!r} "
-                    f"(lines {first_line_of_key[key]} and {lineno})",
-                    limit,
+                    duplicate_key_message(where, key, first_line_of_key[key], lineno), limit
                 )
                 continue
             first_line_of_key[key] = lineno

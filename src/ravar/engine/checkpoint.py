@@ -16,7 +16,10 @@ out and loading reads them from a local copy, checked by hash. Checkpoints witho
 (older ones) rebuild their backbones from the recorded folders. Loading builds the model with
 its parameters on the meta device and takes the file's tensors as its weights, so no random
 weights are made first. A config.json of an older format version is upgraded when it is read
-(`ravar.engine.checkpoint_upgrade`); one of a newer version is refused.
+(`ravar.engine.checkpoint_upgrade`); one of a newer version is refused. Before the model is
+built, its architecture is built on the meta device from config.json and checked against the
+weights file's header (`check_config_fits_weights`): a config describing a model of another
+shape, or one over `ravar.models.size_guard.MAX_PARAMETERS`, is refused without allocating it.
 
 A checkpoint is written into a temporary sibling directory (`ravar.util.io.temp_sibling`),
 fsynced, then swapped in by renames: the previous version is first renamed to `.<name>.old`, so
@@ -44,6 +47,7 @@ from ravar.errors import RavarError
 from ravar.metrics import metrics_to_json
 from ravar.models.backbones.shipped import use_shipped
 from ravar.models.base import RAVARModel
+from ravar.models.size_guard import ModelSizeError, meta_model, size_limit
 from ravar.util.empty_init import assign_state_dict, empty_parameters, meta_tensors
 from ravar.util.io import (
     atomic_path,
@@ -232,6 +236,54 @@ def _check_fit(
         )
 
 
+def _weight_shapes(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file as empty meta tensors of their shapes (reads the
+    header only)."""
+    from safetensors import safe_open
+
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing")
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}  # noqa: SIM118
+    except Exception as e:  # safetensors raises its own error types for any damage
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{file}: not a readable safetensors file ({detail})") from None
+    return {k: torch.empty(shape, device="meta") for k, shape in shapes.items()}
+
+
+def check_config_fits_weights(
+    root: Path, config: Mapping[str, Any], records: Mapping[str, Mapping[str, Any]] | None
+) -> None:
+    """Refuse a checkpoint whose config.json describes a model that is larger than
+    `ravar.models.size_guard.MAX_PARAMETERS` or whose tensors differ from those of its
+    model.safetensors, before any memory is allocated for the model: the architecture is built
+    on the meta device, and the weights file's header alone is read."""
+    where = root / CONFIG_FILE
+    weights = _weight_shapes(root / WEIGHTS_FILE)
+    shipped = portable.shipped_backbones(root, records) if records is not None else {}
+    try:
+        with use_shipped(shipped):
+            model = meta_model(config["family"], config["model"])
+    except RuntimeError as e:
+        if records is not None or "from_pretrained" not in str(e):
+            raise
+        # an older checkpoint reads its backbones from local folders, which cannot be done on
+        # the meta device: `load_model` builds it under `size_limit` alone
+        return
+    except ModelSizeError as e:
+        stored = sum(t.numel() for t in weights.values())
+        raise CheckpointError(
+            f"{where}: key 'model' describes a model too large to build: {e}; "
+            f"{WEIGHTS_FILE} holds {stored} parameters"
+        ) from None
+    except ConfigError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    left_out = portable.left_out_prefixes(records)
+    own = {k: v for k, v in model.state_dict().items() if not portable.is_left_out(k, left_out)}
+    _check_fit(own, weights, root / WEIGHTS_FILE)
+
+
 def _backbone_records(root: Path) -> dict[str, dict[str, Any]] | None:
     """The "backbones" entries of checkpoint `root`'s config.json, if it has any."""
     if not (root / CONFIG_FILE).is_file():
@@ -276,6 +328,7 @@ def load_model(
     root = find_checkpoint(path)
     config = read_checkpoint_config(root)
     records = portable.read_records(config, root / CONFIG_FILE)
+    check_config_fits_weights(root, config, records)
     if records is None:
         if backbones:
             raise CheckpointError(
@@ -283,16 +336,18 @@ def load_model(
                 "apply (it reads its backbones from the folders its config names)"
             )
         try:
-            model = build_model(config["family"], config["model"])
-        except ConfigError as e:
+            with size_limit():
+                model = build_model(config["family"], config["model"])
+        except (ConfigError, ModelSizeError) as e:
             raise CheckpointError(f"{root / CONFIG_FILE}: {e}") from None
         load_weights_into(model, root / WEIGHTS_FILE)
         return model.to(device).eval()
     try:
         shipped = portable.shipped_backbones(root, records)
-        with use_shipped(shipped), empty_parameters() if low_memory else nullcontext():
+        empty = empty_parameters() if low_memory else nullcontext()
+        with use_shipped(shipped), empty, size_limit():
             model = build_model(config["family"], config["model"])
-    except ConfigError as e:
+    except (ConfigError, ModelSizeError) as e:
         raise CheckpointError(f"{root / CONFIG_FILE}: {e}") from None
     weights = _load_weights(root / WEIGHTS_FILE)
     weights.update(portable.left_out_weights(model, root, records, backbones))
