@@ -184,7 +184,8 @@ def test_an_unwritable_run_directory_fails_before_training(tmp_path, data_dir, c
     argv = ["train", "--model", NAME, "--data", str(data_dir), "--out", str(out), "epochs=1"]
     assert cli_main(argv) == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"ravar: error: --out {out}: cannot write into {out} (Not a directory (ENOTDIR))"
+    assert err == f"ravar: error: --out {out}: cannot create the folder (Not a directory (ENOTDIR))"
+    assert not out.exists()
 
 
 @pytest.mark.skipif(IS_ROOT, reason="root writes into read-only folders")
@@ -196,7 +197,7 @@ def test_a_read_only_run_directory(tmp_path, data_dir, capsys, fault):
         argv = ["train", "--model", NAME, "--data", str(data_dir), "--out", str(out)]
         assert cli_main([*argv, "epochs=1"]) == 1
         err = capsys.readouterr().err.strip()
-        assert err.startswith(f"ravar: error: --out {out}: cannot write into {out} (")
+        assert err.startswith(f"ravar: error: --out {out}: cannot write into the folder (")
         assert "Permission denied (EACCES)" in err and "\n" not in err
         # made read-only during the run: the swap of epoch 2's last/ is refused by the system
         out.chmod(0o755)

@@ -71,17 +71,20 @@ def check_writable(
 ) -> Path:
     """Create `folder` when missing and write, then remove, a small probe file in it, so that a
     folder that cannot take files fails now (before any work) rather than at the first write;
-    `error` names `what` (e.g. "--out run1") and the reason."""
+    `error` names `what` (e.g. "--out run1") and the system's reason."""
     folder = Path(folder)
-    probe = temp_sibling(folder / "write-probe")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise error(f"{what}: cannot create the folder ({os_reason(e)})") from None
+    probe = temp_sibling(folder / "write-probe")
+    try:
         with open(probe, "wb") as f:
             f.write(b"ravar")
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise error(f"{what}: cannot write into {folder} ({os_reason(e)})") from None
+        raise error(f"{what}: cannot write into the folder ({os_reason(e)})") from None
     finally:
         with suppress(OSError):
             probe.unlink(missing_ok=True)
