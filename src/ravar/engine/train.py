@@ -81,7 +81,7 @@ from ravar.engine.evaluate import (
 )
 from ravar.engine.plots import plot_curves
 from ravar.engine.precision import amp_enabled, autocast, grad_scaler
-from ravar.engine.rng import rng_state, seed_everything, set_rng_state
+from ravar.engine.rng import one_cpu_thread, rng_state, seed_everything, set_rng_state
 from ravar.engine.runlog import METRICS_LOG, append_log, read_log, truncate_log
 from ravar.engine.schedule import lr_factor, set_lr, warmup_steps_for
 from ravar.errors import RavarError
@@ -575,7 +575,12 @@ class Trainer:
     # ---- the run ------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        """Train (or continue) until the configured end, then evaluate test once with best."""
+        """Train (or continue) until the configured end, then evaluate test once with best
+        (on one CPU thread with the train key `deterministic`)."""
+        with one_cpu_thread(self.cfg.deterministic and self.ctx.device.type == "cpu"):
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         self._check_out_dir()
         self._build()
         if self.resume:
