@@ -145,7 +145,8 @@ def test_a_real_server_refuses_large_uploads_and_removes_its_folder_when_killed(
             clock.sleep(0.3)
         (folder,) = parent.iterdir()
         assert folder.name.startswith(FOLDER_PREFIX)
-        assert _upload(url, 600 * 1024) == 413  # over 0.5 MiB: refused
+        assert _upload(url, 600 * 1024) == 413  # over 0.5 MiB: refused, and not kept
+        assert not [p for p in folder.rglob("*") if p.is_file() and p.stat().st_size > 1024]
         assert _upload(url, 100 * 1024) == 200
         stored = [p for p in folder.rglob("*") if p.is_file() and p.stat().st_size == 100 * 1024]
         assert stored, "the upload was not stored in the server's folder"
