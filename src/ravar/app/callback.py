@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ravar.errors import PredictError
+from ravar.app.uploads import hide_upload_path
+from ravar.errors import PredictError, RavarError
 from ravar.inference.inputs import open_video
 from ravar.inference.keyframes import Keyframe
 from ravar.inference.predictor import Predictor
@@ -62,18 +63,22 @@ def predict_page(
     top_k: int = 5,
 ) -> PageResult:
     """Predict for sentence `text` at `time` seconds of `video` (None: the middle); errors are
-    PredictError / FrameError with the messages the Python API and the CLI give. The entry's
-    "video" is the file's name (an upload's path on the server means nothing to the user)."""
+    PredictError / FrameError with the messages the Python API and the CLI give, the video
+    named by its file name only. The entry's "video" is the file's name too (an upload's path
+    on the server means nothing to the user)."""
     if not video:
         raise PredictError(NO_VIDEO)
     keyframes: list[Keyframe] = []
-    (result,) = predictor.predict(
-        video,
-        text if text is not None else "",
-        time=parse_time(time),
-        top_k=top_k,
-        on_chunk=lambda found, _: keyframes.extend(found),
-    )
+    try:
+        (result,) = predictor.predict(
+            video,
+            text if text is not None else "",
+            time=parse_time(time),
+            top_k=top_k,
+            on_chunk=lambda found, _: keyframes.extend(found),
+        )
+    except RavarError as e:
+        raise type(e)(hide_upload_path(str(e), video)) from None
     image = np.asarray(draw_results(keyframes[0].image, [result]))  # [H, W, 3]
     actions = {a.name: a.probability for a in result.actions}
     entry = result.to_dict()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,17 @@ def _detector_spec(args: argparse.Namespace) -> str:
     return args.detector or "auto"
 
 
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write of `path` (disk full, no permission) as one PredictError line."""
+    from ravar.util.io import os_reason
+
+    try:
+        yield
+    except OSError as e:
+        raise PredictError(f"{path}: cannot write ({os_reason(e)})") from None
+
+
 def _fmt(values: list[float], digits: int) -> str:
     return "[" + ", ".join(f"{v:.{digits}f}" for v in values) + "]"
 
@@ -108,13 +121,16 @@ def run_predict(args: argparse.Namespace) -> int:
     from ravar.inference.predictor import Predictor
     from ravar.inference.render import write_clip_mp4, write_keyframe_png
     from ravar.util.hf_quiet import quiet_transformers
-    from ravar.util.io import write_json
+    from ravar.util.io import check_writable, write_json
 
     texts = check_texts(args.text, what="--text")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise PredictError(f"--threshold: must be in [0, 1], got {args.threshold:g}")
     if args.det_score is not None and not 0.0 <= args.det_score <= 1.0:
         raise PredictError(f"--det-score: must be in [0, 1], got {args.det_score:g}")
+    # the output folder is checked before the model is loaded and the video decoded
+    out = args.out if args.out is not None else Path(f"predict-{Path(args.video).stem}")
+    check_writable(out, f"--out {out}", error=PredictError)
     reader = open_video(args.video)
     times = keyframe_times(reader.duration, args.time, args.every, prefix="--")
     spec = _detector_spec(args)
@@ -130,20 +146,17 @@ def run_predict(args: argparse.Namespace) -> int:
             backbones=backbones_of(args),
         )
 
-    out = args.out if args.out is not None else Path(f"predict-{Path(args.video).stem}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise PredictError(f"--out {out}: cannot create the folder ({e.strerror})") from None
     files: dict[float, dict[str, str]] = {}
 
     def draw(keyframes: list, results: list) -> None:
         for keyframe, group in zip(keyframes, group_by_time(results), strict=True):
             written = {"png": png_name(keyframe.time)}
-            write_keyframe_png(keyframe.image, group, out / written["png"])
+            with _writing(out / written["png"]):
+                write_keyframe_png(keyframe.image, group, out / written["png"])
             if args.mp4:
                 written["mp4"] = mp4_name(keyframe.time)
-                write_clip_mp4(reader, group, out / written["mp4"])
+                with _writing(out / written["mp4"]):
+                    write_clip_mp4(reader, group, out / written["mp4"])
             files[keyframe.time] = written
 
     results = predictor.predict(
@@ -166,7 +179,8 @@ def run_predict(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         files=files,
     )
-    write_json(out / PREDICTIONS_FILE, document)
+    with _writing(out / PREDICTIONS_FILE):
+        write_json(out / PREDICTIONS_FILE, document)
     print(
         f"{len(results)} prediction(s) at {len(files)} keyframe(s) of {args.video} "
         f"(model {predictor.model_name}, detector {predictor.detector.kind}); wrote "

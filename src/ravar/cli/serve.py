@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 
-from ravar.cli.argtypes import add_backbone_option, backbones_of, positive_int
+from ravar.cli.argtypes import add_backbone_option, backbones_of, positive_float, positive_int
 from ravar.errors import ServeError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_UPLOAD_MB = 200.0  # default upload size limit (MiB)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "type a sentence that describes one person, choose a time; the page shows the keyframe "
         "with the person's box, the top actions and the result as JSON. Needs the 'app' extra "
         "(pip install 'ravar[app]'). Listens on 127.0.0.1 only unless --host says otherwise; "
-        "no public link, no telemetry.",
+        "no public link, no telemetry. Uploads go to a folder of the server's own (inside "
+        "$GRADIO_TEMP_DIR when set), removed when it stops (Ctrl+C or kill).",
     )
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="e.g. RUN_DIR/best")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -30,6 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--examples", metavar="DIR", help="offer the video files of DIR as examples")
     p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="actions shown")
+    p.add_argument(
+        "--max-upload-mb",
+        type=positive_float,
+        default=MAX_UPLOAD_MB,
+        metavar="MB",
+        help=f"largest upload accepted, in MiB (default: {MAX_UPLOAD_MB:g}); larger ones are "
+        "refused before they are stored",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     add_backbone_option(p)
     p.set_defaults(func=run_serve)
@@ -53,7 +64,16 @@ def check_port(host: str, port: int) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Check the extra, the port and the examples, load the checkpoint once, serve until
-    interrupted; exit code 0."""
+    interrupted (Ctrl+C or SIGTERM), then remove the uploads; exit code 0."""
+    from ravar.app.uploads import terminate_as_interrupt, upload_folder
+
+    if not math.isfinite(args.max_upload_mb):
+        raise ServeError(f"--max-upload-mb: must be a finite number, got {args.max_upload_mb}")
+    with upload_folder(), terminate_as_interrupt():
+        return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
     from ravar.app.examples import find_examples
     from ravar.app.extra import require_gradio
 
@@ -83,13 +103,15 @@ def run_serve(args: argparse.Namespace) -> int:
             inbrowser=False,
             prevent_thread_lock=True,
             quiet=True,
+            max_file_size=max(1, int(args.max_upload_mb * 1024 * 1024)),  # bytes
         )
     except OSError as e:
         raise ServeError(f"--host {args.host} --port {args.port}: cannot serve ({e})") from None
     url_host = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"ravar serve: http://{url_host}:{args.port}/ (model {predictor.model_name}, detector "
-        f"{predictor.detector.kind}, {len(examples)} example(s)); Ctrl+C stops",
+        f"{predictor.detector.kind}, {len(examples)} example(s), uploads up to "
+        f"{args.max_upload_mb:g} MiB); Ctrl+C stops",
         flush=True,
     )
     if args.host not in LOOPBACK:

@@ -24,8 +24,10 @@ shape, or one over `ravar.models.size_guard.MAX_PARAMETERS`, is refused without 
 A checkpoint is written into a temporary sibling directory (`ravar.util.io.temp_sibling`),
 fsynced, then swapped in by renames: the previous version is first renamed to `.<name>.old`, so
 a process killed at any moment leaves either the new or the previous complete checkpoint
-(`find_checkpoint` / `recover_checkpoint` fall back to `.<name>.old`). Tests interrupt a write at
-its stages through `STAGE_CALLBACKS`.
+(`find_checkpoint` / `recover_checkpoint` fall back to `.<name>.old`). A write that fails (disk
+full, no permission, read-only file system) removes its temporary directory, puts the previous
+version back and raises `CheckpointWriteError` naming the checkpoint and the system's reason.
+Tests interrupt a write at its stages through `STAGE_CALLBACKS`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ from ravar.util.io import (
     atomic_path,
     fsync_dir,
     json_text,
+    os_reason,
     read_json,
     remove_stale_temps,
     temp_sibling,
@@ -72,6 +75,11 @@ STAGE_CALLBACKS: list[Callable[[str, str, int], None]] = []
 
 class CheckpointError(RavarError):
     """A checkpoint directory or one of its files is missing, corrupt or of another format."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full, no permission, read-only file system); the
+    previous version at its path, if any, is left complete."""
 
 
 def _at_stage(stage: str, name: str, epoch: int) -> None:
@@ -105,14 +113,60 @@ def save_checkpoint(
     """Write `model` (weights + config) and optionally `trainer_state` as checkpoint `path`,
     atomically replacing any previous checkpoint there. `frozen_weights=False` leaves out the
     frozen weights of backbones read from a local folder (or the packaged MiniLM), recording
-    their hash."""
+    their hash. A failed write raises CheckpointWriteError (the previous version stays)."""
+    path = Path(path)
+    tmp = temp_sibling(path)
+    try:
+        _write_checkpoint(
+            path,
+            tmp,
+            model,
+            model_name=model_name,
+            train=train,
+            epoch=epoch,
+            step=step,
+            metrics=metrics,
+            trainer_state=trainer_state,
+            frozen_weights=frozen_weights,
+        )
+    except Exception as e:
+        if not _is_write_failure(e):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        with suppress(OSError):  # else find_checkpoint finds the previous version at .<name>.old
+            recover_checkpoint(path)
+        raise CheckpointWriteError(
+            f"{path}: cannot write the checkpoint ({os_reason(e)})"
+        ) from None
+    return path
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    """True for an error of the file system: an OSError or safetensors' SafetensorError."""
+    from safetensors import SafetensorError
+
+    return isinstance(error, (OSError, SafetensorError))
+
+
+def _write_checkpoint(
+    path: Path,
+    tmp: Path,
+    model: RAVARModel,
+    *,
+    model_name: str,
+    train: Mapping[str, Any] | None,
+    epoch: int,
+    step: int,
+    metrics: Mapping[str, Any] | None,
+    trainer_state: Mapping[str, Any] | None,
+    frozen_weights: bool,
+) -> None:
+    """`save_checkpoint`'s steps: write into `tmp`, then swap it in as `path`."""
     from safetensors.torch import save_file
 
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     recover_checkpoint(path)
-    tmp = temp_sibling(path)
     tmp.mkdir()
     backbones, left_out = portable.backbone_records(model, tmp, frozen_weights)
     weights = {k: v for k, v in _weights(model).items() if not portable.is_left_out(k, left_out)}
@@ -148,7 +202,6 @@ def save_checkpoint(
     fsync_dir(path.parent)
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
-    return path
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:

@@ -76,6 +76,9 @@ class TrainConfig:
     cache_dir: str | None = None  # where the feature stores are; None: DATA/cache
     allow_missing_detections: bool = False  # train a detection-reading model on splits without any
     frozen_weights: bool = True  # False: checkpoints leave out frozen weights of local backbones
+    # True: a CPU run computes with one thread (torch.set_num_threads(1) for the run), so the same
+    # seed gives bit-identical weights on any machine; no effect on CUDA's kernels
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         checks = [

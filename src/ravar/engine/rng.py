@@ -1,8 +1,16 @@
-"""Seeding and the random-number-generator states a resumed run restores."""
+"""Seeding, the random-number-generator states a resumed run restores, and one-thread CPU runs.
+
+Reproducibility on CPU: the same seed, data and config give bit-identical weights when the
+runs use the same torch build and the same number of intra-op threads (torch's default is the
+number of cores, so two machines may differ in the last bits: float sums are split among the
+threads). The train key `deterministic: true` computes with one thread (`one_cpu_thread`), which
+gives the same bits on every machine."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -50,3 +58,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def one_cpu_thread(enabled: bool = True) -> Iterator[None]:
+    """Compute on one intra-op CPU thread meanwhile (when `enabled`); the thread count is
+    restored afterwards."""
+    if not enabled:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

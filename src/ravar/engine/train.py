@@ -16,6 +16,13 @@ Each step trains on `model.criterion()(model(batch), batch)`: the criterion is a
 (DistributedDataParallel) model's output, and metrics.jsonl logs its total ("loss") and every named
 loss ("action_bce", "box_mse", "select", ...) averaged over the epoch.
 
+The run directory is checked for writing before anything is built. A write that fails during the
+run (disk full, no permission, read-only file system) stops it with `RunWriteError`: one line
+naming the file and the system's reason, which complete checkpoint is left, and the command that
+continues the run once the disk is fixed. Each epoch writes best/, its metrics.jsonl line, then
+last/: a run stopped at any of these writes resumes from the previous last/ and repeats the
+epoch, so the resumed run equals an uninterrupted one.
+
 Only rank 0 writes; the best weights reach the other ranks by broadcast. `--resume` reads
 RUN_DIR/last on every rank, so multi-node runs resume from a directory all nodes can read.
 """
@@ -24,9 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -48,6 +57,7 @@ from ravar.engine.checkpoint import (
     STATE_FILE,
     WEIGHTS_FILE,
     CheckpointError,
+    CheckpointWriteError,
     find_checkpoint,
     load_trainer_state,
     load_weights_into,
@@ -71,7 +81,7 @@ from ravar.engine.evaluate import (
 )
 from ravar.engine.plots import plot_curves
 from ravar.engine.precision import amp_enabled, autocast, grad_scaler
-from ravar.engine.rng import rng_state, seed_everything, set_rng_state
+from ravar.engine.rng import one_cpu_thread, rng_state, seed_everything, set_rng_state
 from ravar.engine.runlog import METRICS_LOG, append_log, read_log, truncate_log
 from ravar.engine.schedule import lr_factor, set_lr, warmup_steps_for
 from ravar.errors import RavarError
@@ -79,7 +89,7 @@ from ravar.metrics import TABLE_COLUMNS, format_metrics_table, metrics_to_json
 from ravar.models.base import RAVARModel
 from ravar.models.registry import build_model
 from ravar.util.heartbeat import Heartbeat, format_duration
-from ravar.util.io import write_json
+from ravar.util.io import check_writable, os_reason, write_json
 
 PROGRESS_EVERY_S = 30.0  # progress lines when the output is not a terminal
 
@@ -89,6 +99,11 @@ PLOT_INTERVAL_S = 60.0  # curves.png is redrawn at most this often during a run,
 
 class NonFiniteLossError(RavarError):
     """The training loss became NaN or infinite."""
+
+
+class RunWriteError(RavarError):
+    """A file of the run directory could not be written (disk full, no permission, read-only
+    file system); the message says which checkpoint is intact and how to continue."""
 
 
 @dataclass
@@ -173,6 +188,7 @@ class Trainer:
         self.step = 0
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
+        self.saved_epoch: int | None = None  # epoch of the newest complete last/, if any
         self.best_val: dict[str, Any] | None = None
         self.last_val: dict[str, Any] | None = None
         self.plotted_at = time.monotonic()
@@ -185,6 +201,8 @@ class Trainer:
 
     def _check_out_dir(self) -> None:
         last = self.out / "last"
+        if self.ctx.is_main:
+            check_writable(self.out, f"--out {self.out}", error=RunWriteError)
         if self.resume:
             if self.ctx.is_main:
                 recover_checkpoint(last)
@@ -299,6 +317,7 @@ class Trainer:
                 )
             set_rng_state(rngs[self.ctx.rank % len(rngs)])
             self.epoch, self.step = int(state["epoch"]), int(state["step"])
+            self.saved_epoch = self.epoch
             planned = state["scheduler"]["total_steps"]
             if planned != self.total_steps:
                 self._say(
@@ -313,7 +332,8 @@ class Trainer:
             detail = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise CheckpointError(f"{where}: does not fit this run ({detail})") from None
         if self.ctx.is_main:
-            truncate_log(self.out / METRICS_LOG, self.epoch)
+            with self._writing():
+                truncate_log(self.out / METRICS_LOG, self.epoch)
         self._say(f"resuming {self.out} after epoch {self.epoch} (step {self.step})")
 
     # ---- one epoch ----------------------------------------------------------------------
@@ -467,24 +487,48 @@ class Trainer:
                 "metrics": val,
                 "frozen_weights": self.cfg.frozen_weights,
             }
-            if improved:
-                save_checkpoint(self.out / "best", self._eval_model(), **common)
-            save_checkpoint(
-                self.out / "last",
-                self._eval_model(),
-                trainer_state=self._trainer_state(rngs),
-                **common,
-            )
             row = {"epoch": epoch, "step": self.step, **log, "val": val, "time": time.time()}
-            append_log(self.out / METRICS_LOG, row)
-            if time.monotonic() - self.plotted_at > PLOT_INTERVAL_S:
-                self._plot()
+            with self._writing():
+                if improved:
+                    save_checkpoint(self.out / "best", self._eval_model(), **common)
+                append_log(self.out / METRICS_LOG, row)  # dropped on resume if last/ fails
+                save_checkpoint(
+                    self.out / "last",
+                    self._eval_model(),
+                    trainer_state=self._trainer_state(rngs),
+                    **common,
+                )
+                self.saved_epoch = epoch
+                if time.monotonic() - self.plotted_at > PLOT_INTERVAL_S:
+                    self._plot()
             self._say(_epoch_line(row, self.cfg.epochs, self.cfg.select_metric, improved))
         self.ctx.barrier()
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a failed write of the run directory into one RunWriteError line: what failed
+        and why, the newest complete last/, and the command that continues the run."""
+        try:
+            yield
+        except (OSError, CheckpointWriteError) as e:
+            if isinstance(e, CheckpointWriteError):
+                failed = str(e)
+            else:
+                where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+                failed = f"{where}cannot write ({os_reason(e)})"
+            last = self.out / "last"
+            if self.saved_epoch is not None:
+                kept = f"the last complete checkpoint {last} (epoch {self.saved_epoch}) is intact"
+                how = f"continue with: ravar train --out {shlex.quote(str(self.out))} --resume"
+            else:
+                kept = "no checkpoint was written yet"
+                how = "start the run again"
+            raise RunWriteError(f"{failed}; {kept}; fix the disk/permissions, then {how}") from None
+
     def _plot(self) -> None:
         if self.ctx.is_main:
-            plot_curves(read_log(self.out / METRICS_LOG), self.out / "curves.png")
+            with self._writing():
+                plot_curves(read_log(self.out / METRICS_LOG), self.out / "curves.png")
             self.plotted_at = time.monotonic()
 
     # ---- the end: test with the best checkpoint -------------------------------------------
@@ -522,23 +566,29 @@ class Trainer:
                 "n": len(preds),
                 "metrics": metrics,
             }
-            write_json(self.out / "test_metrics.json", metrics_to_json(summary))
-            write_predictions(self.out / "test_predictions.jsonl", test_ds, preds)
+            with self._writing():
+                write_json(self.out / "test_metrics.json", metrics_to_json(summary))
+                write_predictions(self.out / "test_predictions.jsonl", test_ds, preds)
         self.ctx.barrier()
         return metrics_to_json(metrics)
 
     # ---- the run ------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        """Train (or continue) until the configured end, then evaluate test once with best."""
+        """Train (or continue) until the configured end, then evaluate test once with best
+        (on one CPU thread with the train key `deterministic`)."""
+        with one_cpu_thread(self.cfg.deterministic and self.ctx.device.type == "cpu"):
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         self._check_out_dir()
         self._build()
         if self.resume:
             self._restore()
         self.first_step = self.step
         if self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_yaml(self.out / "config.yaml", self.run.to_dict())
+            with self._writing():
+                write_yaml(self.out / "config.yaml", self.run.to_dict())
         self.ctx.barrier()
         if self.ctx.is_distributed:
             ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None

@@ -184,6 +184,26 @@ class Predictor:
         frames = chunk_frames(reader, [times], self.clip)
         return collate(prepare_chunk(frames, 0, check_texts(text), det, self.clip).samples)
 
+    def _check_finite(self, prob: torch.Tensor, box: torch.Tensor, chunk: PreparedChunk) -> None:
+        """A PredictError naming the checkpoint when a box [N, 4] or an action probability
+        [N, 80] is NaN or infinite: such a result is neither returned nor drawn."""
+        bad = ~(torch.isfinite(prob).all(1) & torch.isfinite(box).all(1))  # [N]
+        if not bool(bad.any()):
+            return
+        i = int(bad.nonzero()[0])
+        when = chunk.keyframes[chunk.owners[i]].time
+        weight = _first_non_finite(self.model)
+        why = (
+            f"its weight {weight!r} holds NaN/inf values"
+            if weight is not None
+            else "its weights are finite: these inputs drive it out of range"
+        )
+        source = self.checkpoint if self.checkpoint is not None else f"model {self.model_name!r}"
+        raise PredictError(
+            f"{source}: the model gives a non-finite box or action probabilities at "
+            f"t={when:.2f} s ({why})"
+        )
+
     def _run_model(
         self, chunk: PreparedChunk, reader: VideoReader, top_k: int, batch_size: int
     ) -> list[KeyframeResult]:
@@ -199,6 +219,7 @@ class Predictor:
             model_ms += [(clock.perf_counter() - t0) * 1000 / len(logits)] * len(logits)
         prob = torch.cat(probs)  # [N, 80]
         box = torch.cat(boxes)  # [N, 4]
+        self._check_finite(prob, box, chunk)
         width, height = chunk.samples[0]["image_size"]
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
 
@@ -227,6 +248,14 @@ class Predictor:
                 )
             )
         return out
+
+
+def _first_non_finite(model: torch.nn.Module) -> str | None:
+    """The name of the model's first parameter or buffer holding NaN or inf, if any."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 def load(

@@ -11,13 +11,15 @@ format from the file name (matplotlib, numpy) are given it explicitly.
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,53 @@ def remove_stale_temps(path: str | os.PathLike) -> None:
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
+
+
+# what safetensors' SafetensorError says of a failed write: "... I/O error: <reason> (os error N)"
+_WRAPPED_OS_ERROR = re.compile(r"(?:I/O error|IoError)[:(]\s*(.*?)\s*\(os error (\d+)\)")
+
+
+def os_reason(error: BaseException) -> str:
+    """The operating system's reason for a failed read or write, e.g. "No space left on device
+    (ENOSPC)": from an OSError, or from a library error that wraps one (safetensors'
+    SafetensorError); otherwise the error's first line."""
+    code = getattr(error, "errno", None) if isinstance(error, OSError) else None
+    text = error.strerror if isinstance(error, OSError) else None
+    if code is None:
+        found = _WRAPPED_OS_ERROR.search(str(error))
+        if found:
+            text, code = found.group(1), int(found.group(2))
+    if text and code in errno.errorcode:
+        return f"{text} ({errno.errorcode[code]})"
+    if text:
+        return text
+    lines = str(error).splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def check_writable(
+    folder: str | os.PathLike, what: str, *, error: type[RavarError] = RavarError
+) -> Path:
+    """Create `folder` when missing and write, then remove, a small probe file in it, so that a
+    folder that cannot take files fails now (before any work) rather than at the first write;
+    `error` names `what` (e.g. "--out run1") and the system's reason."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise error(f"{what}: cannot create the folder ({os_reason(e)})") from None
+    probe = temp_sibling(folder / "write-probe")
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"ravar")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise error(f"{what}: cannot write into the folder ({os_reason(e)})") from None
+    finally:
+        with suppress(OSError):
+            probe.unlink(missing_ok=True)
+    return folder
 
 
 def fsync_file(path: str | os.PathLike) -> None:
