@@ -165,12 +165,13 @@ def save_tiny_detr(folder: Path) -> dict[int, str]:
 PERSON_BOXES = {1: [0.05, 0.1, 0.3, 0.9], 2: [0.35, 0.1, 0.6, 0.9], 3: [0.65, 0.1, 0.95, 0.9]}
 PEOPLE_KEYFRAMES = (("vidA", 902), ("vidA", 903), ("vidB", 902), ("vidB", 903))
 # (split, video, time, person, text): every person of a keyframe is annotated somewhere, except
-# person 3 of vidB at 902; person 1 of vidA at 902 has two sentences; persons of one keyframe are
+# person 3 of vidB at 902; person 1 of vidA at 902 has two sentences (train and val: a key is
+# unique within a split); persons of one keyframe are
 # spread over several splits (vidA 902: train and val; vidB 903: train, val and test)
 PEOPLE_RECORDS = (
     ("train", "vidA", 902, 1, "the person on the far left"),
-    ("train", "vidA", 902, 1, "the leftmost person standing"),
     ("train", "vidA", 902, 2, "the person in the middle"),
+    ("val", "vidA", 902, 1, "the leftmost person standing"),
     ("val", "vidA", 902, 3, "the person on the right"),
     ("train", "vidA", 903, 1, "the person on the far left"),
     ("train", "vidA", 903, 2, "the person in the middle"),

@@ -81,7 +81,7 @@ def test_annotations_are_every_annotated_person_of_the_keyframe_in_any_split(ds)
                 person_box(rec.video_id, rec.time, p)
                 for p in sorted(annotated[rec.video_id, rec.time])
             ]
-            assert _boxes(rec.detections) == want  # person 1 with two sentences counted once
+            assert _boxes(rec.detections) == want  # person 1 of vidA 902 (train and val) counted once
             assert all(d.category == "person" and d.score == 1.0 for d in rec.detections)
             assert all(d.time is None for d in rec.detections)
     test = {r.person_id: r for r in read_split(ds, "test")}
@@ -110,13 +110,14 @@ def test_summary_counts_and_acc_ceiling_match_a_hand_count(ds, tmp_path, capsys)
     boxes.write_text(json.dumps({"detections": entries}))
     assert main(["data", "detect", str(ds), "--detector", f"boxes:{boxes}"]) == 0
     out = capsys.readouterr().out.splitlines()
-    # train: 7 records on 3 keyframes (vidA 902, vidA 903, vidB 903); 3 + 1 + 0 detections,
-    # 2 + 1 + 0 persons; matched: the two sentences of vidA 902 person 1, vidA 903 person 3
+    # train: 6 records on 3 keyframes (vidA 902, vidA 903, vidB 903); 3 + 1 + 0 detections,
+    # 2 + 1 + 0 persons; matched: vidA 902 person 1, vidA 903 person 3
     assert out[0].startswith("train: 3 keyframes (detected), 1.33 detections and 1.00 persons")
-    assert out[0].endswith("3/7 = 42.9% (the Acc@0.5 ceiling)")
-    # val: vidA 902 person 3 (a cup only), vidB 902 x2, vidB 903: nothing matched
+    assert out[0].endswith("2/6 = 33.3% (the Acc@0.5 ceiling)")
+    # val: vidA 902 person 1 (matched: its other sentence) and person 3 (a cup only), vidB 902
+    # x2, vidB 903: one matched of five
     assert out[1].startswith("val: 3 keyframes (detected), 1.00 detections and 0.67 persons")
-    assert out[1].endswith("0/4 = 0.0% (the Acc@0.5 ceiling)")
+    assert out[1].endswith("1/5 = 20.0% (the Acc@0.5 ceiling)")
     assert out[2].startswith("test: 1 keyframes (detected), 0.00 detections")
     rec = next(
         r for r in read_split(ds, "train") if (r.video_id, r.time, r.person_id) == ("vidA", 902, 2)

@@ -39,7 +39,7 @@ def test_a_line_at_most_every_period_and_only_built_when_said():
     assert beat.tick(line, force=True) and said[-1] == "at 161"
     assert beat.elapsed() == pytest.approx(61.0)
     with pytest.raises(ValueError, match="every"):
-        Heartbeat(said.append, every=0)
+        Heartbeat(said.append, every=-1)
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,8 @@ class Heartbeat:
         every: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not every > 0:
-            raise ValueError(f"Heartbeat: every must be > 0 seconds, got {every!r}")
+        if not every >= 0:
+            raise ValueError(f"Heartbeat: every must be >= 0 seconds (0: every tick), got {every!r}")
         self.say, self.every, self.clock = say, float(every), clock
         self.start = self.last = clock()
 
