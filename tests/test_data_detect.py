@@ -81,7 +81,7 @@ def test_annotations_are_every_annotated_person_of_the_keyframe_in_any_split(ds)
                 person_box(rec.video_id, rec.time, p)
                 for p in sorted(annotated[rec.video_id, rec.time])
             ]
-            assert _boxes(rec.detections) == want  # person 1 of vidA 902 (train and val) counted once
+            assert _boxes(rec.detections) == want  # vidA 902 person 1: once
             assert all(d.category == "person" and d.score == 1.0 for d in rec.detections)
             assert all(d.time is None for d in rec.detections)
     test = {r.person_id: r for r in read_split(ds, "test")}

@@ -18,7 +18,7 @@ class Heartbeat:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not every >= 0:
-            raise ValueError(f"Heartbeat: every must be >= 0 seconds (0: every tick), got {every!r}")
+            raise ValueError(f"Heartbeat: every must be >= 0 s (0: every tick), got {every!r}")
         self.say, self.every, self.clock = say, float(every), clock
         self.start = self.last = clock()
 
