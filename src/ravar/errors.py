@@ -61,3 +61,7 @@ class PredictError(RavarError):
 
 class ServeError(RavarError):
     """`ravar serve` cannot start: the web extra is missing, the port is taken, no examples."""
+
+
+class PickleLimitError(DataFormatError):
+    """A pickle asks for more than an importer limit allows (objects, depth, array size)."""

@@ -6,11 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ravar.cli.data_detect import add_detector_argument, detect
 from ravar.data.format import STANDARD_SPLITS
 from ravar.data.importers import ImportProblemsError, ImportReport
 from ravar.errors import RavarError
+
+if TYPE_CHECKING:
+    from ravar.data.importers.safe_pickle import PickleLimits
 
 
 def register(dsub: argparse._SubParsersAction) -> None:
@@ -28,6 +32,16 @@ def register(dsub: argparse._SubParsersAction) -> None:
         default=list(STANDARD_SPLITS),
         metavar="SPLIT",
         help="splits to import (default: train val test); also comma-separated",
+    )
+    p.add_argument(
+        "--pickle-limit",
+        action="append",
+        default=[],
+        type=_name_value,
+        metavar="NAME=N",
+        help="raise (or lower) one limit on what a pickle may ask for; repeat "
+        "(max_file_bytes, max_records, max_depth, max_objects, max_array_elements, "
+        "max_array_bytes)",
     )
     p.set_defaults(func=run_import_refava)
 
@@ -102,6 +116,7 @@ def run_import_refava(args: argparse.Namespace) -> int:
     """Run `ravar data import-refava`; exit code 0, or 1 when --strict found problems."""
     from ravar.data.importers.refava import import_refava
 
+    limits = _pickle_limits(args.pickle_limit)
     splits = [s for item in args.splits for s in item.split(",") if s]
     return _finish(
         lambda: import_refava(
@@ -111,9 +126,27 @@ def run_import_refava(args: argparse.Namespace) -> int:
             splits=splits,
             name=args.name,
             strict=args.strict,
+            limits=limits,
         ),
         args.detect,
     )
+
+
+def _pickle_limits(pairs: list[tuple[str, str]]) -> PickleLimits:
+    """`PickleLimits` with the `--pickle-limit NAME=N` values given (the defaults otherwise)."""
+    from ravar.data.importers.safe_pickle import PickleLimits
+
+    values: dict[str, int] = {}
+    for name, text in pairs:
+        if name not in PickleLimits.names():
+            raise RavarError(
+                f"--pickle-limit {name}: unknown limit (one of {', '.join(PickleLimits.names())})"
+            )
+        try:
+            values[name] = int(text.replace("_", ""))
+        except ValueError:
+            raise RavarError(f"--pickle-limit {name}={text}: expected an integer") from None
+    return PickleLimits(**values)
 
 
 def run_import_ava(args: argparse.Namespace) -> int:

@@ -19,7 +19,8 @@ A record is one referred person at one keyframe::
 `detections` are object detections on the keyframe (or, with a "time" key, on another frame) used
 by the location-semantic stream. Frame numbers follow the AVA rule: the file number of time `t` is
 ``round((t - time_offset) * fps) + first_index`` (AVA: time_offset 900, fps 30, first_index 0, so
-second 902 is ``image_000060.jpg``).
+second 902 is ``image_000060.jpg``). Times are seconds in [0, MAX_TIME) (1e7 s, about 116 days),
+so that frame numbers stay exact integers.
 
 ``frame_source.keyframe_window`` says which frames exist: those within +- that many seconds of
 each keyframe (RefAVA ships +-1.5 s: 91 frames at 30 fps), or, when null, every frame of the
@@ -37,7 +38,6 @@ reads the AVA v2.2 label set only), and a pattern using only ``{video_id}`` and 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -50,7 +50,7 @@ from typing import Any
 from ravar.errors import DataFormatError
 from ravar.labels import NUM_CLASSES, is_valid_action_id
 from ravar.util.box_ops import box_problem
-from ravar.util.io import atomic_path, json_line, read_json, write_json
+from ravar.util.io import atomic_path, json_line, json_lines, read_json, write_json
 
 FORMAT_NAME = "ravar-dataset"
 FORMAT_VERSION = 1
@@ -68,6 +68,7 @@ MAX_FIRST_INDEX = 10**9
 MAX_KEYFRAME_WINDOW = 600.0  # seconds; null means every frame of the video
 MAX_IMAGE_SIDE = 65536  # pixels
 _INDEX_SPEC = re.compile(r"0?[1-9]?\d?d?")  # format spec of {index}: "", "06d", "6", "d"
+MAX_TIME = 1e7  # seconds (~116 days): record and detection times must be below it
 
 
 @dataclass
@@ -394,8 +395,10 @@ def record_problems(d: Any) -> list[tuple[str, str]]:
             problems.append((key, "missing"))
     if "video_id" in d and (p := video_id_problem(d["video_id"])):
         problems.append(("video_id", p))
-    if "time" in d and (not _is_number(d["time"]) or d["time"] < 0):
-        problems.append(("time", f"must be a number of seconds >= 0, got {d['time']!r}"))
+    if "time" in d and (not _is_number(d["time"]) or not 0 <= d["time"] < MAX_TIME):
+        problems.append(
+            ("time", f"must be a number of seconds in [0, {MAX_TIME:g}), got {d['time']!r}")
+        )
     if "person_id" in d and (
         isinstance(d["person_id"], bool) or not isinstance(d["person_id"], (int, str))
     ):
@@ -440,8 +443,11 @@ def _detection_problems(det: Any) -> list[tuple[str, str]]:
     score = det.get("score", 1.0)
     if not _is_number(score) or not 0.0 <= score <= 1.0:
         out.append(("score", f"must be a number in [0, 1], got {score!r}"))
-    if "time" in det and det["time"] is not None and not _is_number(det["time"]):
-        out.append(("time", f"must be a number of seconds, got {det['time']!r}"))
+    t = det.get("time")
+    if t is not None and (not _is_number(t) or not -MAX_TIME < t < MAX_TIME):
+        out.append(
+            ("time", f"must be a number of seconds in (-{MAX_TIME:g}, {MAX_TIME:g}), got {t!r}")
+        )
     unknown = set(det) - {"box", "category", "score", "time"}
     if unknown:
         out.append(("", f"unknown fields {sorted(unknown)}"))
@@ -493,15 +499,12 @@ def list_splits(dataset_dir: str | os.PathLike) -> list[str]:
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, decoded JSON) for each non-blank line; bad JSON raises naming file and line."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    """(line number, decoded JSON) for each non-blank line; a line that is not UTF-8 or not JSON
+    (`util.io.decode_json`) raises DataFormatError naming file and line."""
+    for lineno, value, problem in json_lines(path):
+        if problem is not None:
+            raise DataFormatError(f"{path}:{lineno}: {problem}")
+        yield lineno, value
 
 
 def duplicate_key_message(where: str, key: str, first_line: int, line: int) -> str:

@@ -8,10 +8,9 @@ text lengths, box areas) even when there are errors.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
@@ -31,6 +30,7 @@ from ravar.data.format import (
 from ravar.data.frames import VideoFileSource, open_frame_source
 from ravar.errors import RavarError
 from ravar.labels import NUM_CLASSES, action_name
+from ravar.util.io import json_lines
 
 DEFAULT_WINDOW_SECONDS = 3.0  # checked around keyframes of whole videos: the default clip
 FPS_TOLERANCE = 0.01  # relative difference between a video's fps and dataset.json's that warns
@@ -141,25 +141,6 @@ def validate_dataset(
     return report
 
 
-def _decode_lines(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, decoded JSON, None) or (line number, None, why not) per non-blank line."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})"
-                continue
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line), None
-            except json.JSONDecodeError as e:
-                yield lineno, None, f"not valid JSON ({e.msg} at column {e.colno})"
-            except (ValueError, RecursionError) as e:
-                yield lineno, None, f"not valid JSON ({e})"
-
-
 def _read_splits(
     report: ValidationReport,
     dataset_dir: Path,
@@ -184,7 +165,7 @@ def _read_splits(
             continue
         sd = _SplitData(name)
         first_line_of_key: dict[str, int] = {}
-        for lineno, d, decode_problem in _decode_lines(path):
+        for lineno, d, decode_problem in json_lines(path):
             sd.lines += 1
             where = f"{name}.jsonl:{lineno}"
             problems = [("<line>", decode_problem)] if decode_problem else record_problems(d)

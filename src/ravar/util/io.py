@@ -7,6 +7,12 @@ the new one, never a part. The same temporary name serves folders written whole 
 feature stores): `temp_sibling` and `remove_stale_temps`. The temporary name ends in random
 digits, so a leftover never matches a pattern such as `*.jsonl` or `*.npy`; writers that infer a
 format from the file name (matplotlib, numpy) are given it explicitly.
+
+Every JSON or JSON Lines file `ravar` reads from a user (annotations, dataset.json, descriptions,
+boxes files, checkpoint configs) goes through `decode_json`: invalid UTF-8, invalid JSON, arrays
+and objects nested deeper than `JSON_MAX_DEPTH` (64) levels and integers longer than Python's
+4300-digit limit each give one line naming the file (and line), never a RecursionError or a
+traceback. `read_json` reads a whole file, `json_lines` a JSON Lines file line by line.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -26,6 +33,7 @@ from typing import Any
 from ravar.errors import DataFormatError, RavarError
 
 TEMP_MARK = ".tmp-"
+JSON_MAX_DEPTH = 64  # arrays / objects inside one another in a JSON value read from a file
 
 
 def temp_sibling(path: str | os.PathLike) -> Path:
@@ -165,15 +173,76 @@ def write_json(
     return atomic_write_text(path, json_text(data, indent=indent), fsync=fsync)
 
 
+class JsonProblem(ValueError):
+    """Why a JSON text cannot be used (no file name: the caller adds where it came from)."""
+
+
+def _nesting_over(value: Any, max_depth: int) -> bool:
+    """True when `value` has arrays / objects nested more than `max_depth` levels deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > max_depth:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def decode_json(data: bytes | str, *, max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """The value of one JSON text from an untrusted source; JsonProblem when it is not UTF-8,
+    not JSON, nested more than `max_depth` levels deep, or holds an integer longer than Python
+    converts (4300 digits by default)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise JsonProblem(f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError as e:
+        at = f"column {e.colno}" if e.lineno == 1 else f"line {e.lineno} column {e.colno}"
+        raise JsonProblem(f"not valid JSON ({e.msg} at {at})") from None
+    except RecursionError:
+        raise JsonProblem(f"not valid JSON (nested more than {max_depth} levels deep)") from None
+    except ValueError as e:  # an integer over sys.get_int_max_str_digits()
+        if "digits" not in str(e):
+            raise JsonProblem(f"not valid JSON ({e})") from None
+        limit = sys.get_int_max_str_digits()
+        raise JsonProblem(f"not valid JSON (an integer longer than {limit} digits)") from None
+    if isinstance(value, (dict, list)) and _nesting_over(value, max_depth):
+        raise JsonProblem(f"not valid JSON (nested more than {max_depth} levels deep)")
+    return value
+
+
 def read_json(path: str | os.PathLike, *, error: type[RavarError] = DataFormatError) -> Any:
-    """The decoded JSON file `path`; a missing, unreadable or invalid file raises `error` (a
-    RavarError, DataFormatError unless the caller's domain has its own) naming the file."""
+    """The decoded JSON file `path` (`decode_json`); a missing, unreadable or invalid file raises
+    `error` (a RavarError, DataFormatError unless the caller's domain has its own) naming the
+    file."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise error(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise error(f"{path}: not valid JSON ({e})") from None
     except OSError as e:
         raise error(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        return decode_json(data)
+    except JsonProblem as e:
+        problem = str(e)
+        if not problem.startswith("not valid JSON"):
+            problem = f"not valid JSON: {problem}"
+        raise error(f"{path}: {problem}") from None
+
+
+def json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, value, None), or (line number, None, why not) when the line cannot be
+    decoded (`decode_json`), for each non-blank line of the JSON Lines file `path`."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield lineno, decode_json(raw), None
+            except JsonProblem as e:
+                yield lineno, None, str(e)

@@ -30,6 +30,7 @@ from ravar.data.format import (
     write_split,
 )
 from ravar.errors import DataFormatError
+from ravar.util.text import short_repr
 
 EXAMPLES_SHOWN = 3
 
@@ -210,7 +211,7 @@ def parse_key(key: object) -> tuple[str, int | float, int | str]:
     Raises KeyProblem when the key does not parse or its video id is not a safe plain name
     (``../../etc`` or ``a/b`` never become a path)."""
     if not isinstance(key, str):
-        raise KeyProblem("key does not parse", f"{key!r} is not a string")
+        raise KeyProblem("key does not parse", f"{short_repr(key)} is not a string")
     parts = key.rsplit("___", 2)
     if len(parts) != 3:
         raise KeyProblem("key does not parse", "expected <video_id>___<second>___<person_id>")

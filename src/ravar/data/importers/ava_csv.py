@@ -38,6 +38,7 @@ from ravar.errors import DataFormatError
 from ravar.labels import NUM_CLASSES, is_valid_action_id
 from ravar.util.box_ops import box_problem
 from ravar.util.io import read_json
+from ravar.util.text import short_repr
 
 ROW_COLUMNS = ("video_id", "second", "x1", "y1", "x2", "y2", "action_id", "person_id")
 DESCRIPTION_COLUMNS = ("video_id", "second", "person_id", "text")
@@ -232,7 +233,8 @@ def _read_description_json(path: Path, dropped: list[Dropped]) -> dict[str, Desc
             dropped.append(Dropped(where, e.reason, e.detail))
             continue
         if not isinstance(text, str):
-            dropped.append(Dropped(where, "bad description value", f"expected text, got {text!r}"))
+            got = f"expected text, got {short_repr(text)}"
+            dropped.append(Dropped(where, "bad description value", got))
             continue
         _add_description(out, key, text.strip(), where, dropped)
     return out

@@ -33,10 +33,11 @@ from ravar.data.importers import (
     frame_root_note,
     parse_key,
 )
-from ravar.data.importers.safe_pickle import safe_load_pickle
+from ravar.data.importers.safe_pickle import PickleLimits, safe_load_pickle
 from ravar.errors import DataFormatError
 from ravar.labels import is_valid_action_id
 from ravar.util.box_ops import box_problem
+from ravar.util.text import short_repr
 
 ROLES = ("keyframe", "label", "description")
 FILE_STYLES = {
@@ -54,11 +55,6 @@ class _BadValue(Exception):
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def split_files(src_dir: Path, split: str) -> tuple[str, dict[str, Path]]:
@@ -93,8 +89,8 @@ def split_files(src_dir: Path, split: str) -> tuple[str, dict[str, Path]]:
     return style, paths
 
 
-def _load_dict(path: Path) -> dict[Any, Any]:
-    data = safe_load_pickle(path)
+def _load_dict(path: Path, limits: PickleLimits | None) -> dict[Any, Any]:
+    data = safe_load_pickle(path, limits)
     if not isinstance(data, dict):
         raise DataFormatError(
             f"{path}: expected a dict keyed '<video_id>___<second>___<person_id>', "
@@ -118,11 +114,11 @@ def box_from_value(value: Any) -> list[float]:
         raw = list(first[:4])
     except (TypeError, IndexError, KeyError):
         raise _BadValue(
-            "bad keyframe value", f"expected [[x1, y1, x2, y2, ...], ...], got {_short(value)}"
+            "bad keyframe value", f"expected [[x1, y1, x2, y2, ...], ...], got {short_repr(value)}"
         ) from None
     box = [_number(v) for v in raw]
     if len(box) != 4 or any(v is None for v in box):
-        raise _BadValue("bad box", f"expected 4 numbers, got {_short(raw)}")
+        raise _BadValue("bad box", f"expected 4 numbers, got {short_repr(raw)}")
     if (p := box_problem(box)) is not None:
         raise _BadValue("bad box", p)
     return box  # type: ignore[return-value]
@@ -135,12 +131,12 @@ def actions_from_value(value: Any) -> list[int]:
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
-        raise _BadValue("bad label value", f"expected a list of AVA ids, got {_short(value)}")
+        raise _BadValue("bad label value", f"expected a list of AVA ids, got {short_repr(value)}")
     ids: list[int] = []
     for a in items:
         num = _number(a)
         if num is None or not num.is_integer() or not is_valid_action_id(int(num)):
-            raise _BadValue("unknown action id", f"{_short(a)} is not an AVA v2.2 id (1..80)")
+            raise _BadValue("unknown action id", f"{short_repr(a)} is not an AVA v2.2 id (1..80)")
         ids.append(int(num))
     if not ids:
         raise _BadValue("no actions", "empty label list")
@@ -158,7 +154,7 @@ def text_from_value(value: Any) -> str:
             text = None
         if not isinstance(text, str):
             raise _BadValue(
-                "bad description value", f"expected [sentence, ...], got {_short(value)}"
+                "bad description value", f"expected [sentence, ...], got {short_repr(value)}"
             )
     text = str(text).strip()
     if not text:
@@ -183,20 +179,25 @@ def _index_dict(
         try:
             ident = parse_key(raw)
         except KeyProblem as e:
-            files, _ = bad_keys.setdefault(repr(raw), ([], e))
+            files, _ = bad_keys.setdefault(short_repr(raw), ([], e))
             files.append(path.name)
             continue
         key = make_key(*ident)
         if key in out:  # e.g. "v___0902___1" and "v___902___1": which one is meant is unknown
-            raise DataFormatError(f"{path}: keys {out[key][1]!r} and {raw!r} name the same person")
+            first, second = short_repr(out[key][1]), short_repr(raw)
+            raise DataFormatError(f"{path}: keys {first} and {second} name the same person")
         out[key] = (ident, raw, value)
     return out
 
 
-def _import_split(split: str, paths: dict[str, Path], report: SplitReport) -> list[Record]:
+def _import_split(
+    paths: dict[str, Path], report: SplitReport, limits: PickleLimits | None = None
+) -> list[Record]:
     """Records of one split, joined by key; every skipped entry is added to `report`."""
     bad_keys: dict[str, tuple[list[str], KeyProblem]] = {}
-    index = {role: _index_dict(_load_dict(paths[role]), paths[role], bad_keys) for role in ROLES}
+    index = {
+        role: _index_dict(_load_dict(paths[role], limits), paths[role], bad_keys) for role in ROLES
+    }
     for raw, (files, problem) in bad_keys.items():
         report.dropped.append(
             Dropped(f"{', '.join(files)}: key {raw}", problem.reason, problem.detail)
@@ -247,13 +248,16 @@ def import_refava(
     splits: Sequence[str] = STANDARD_SPLITS,
     name: str = "refava",
     strict: bool = False,
+    limits: PickleLimits | None = None,
 ) -> ImportReport:
     """Convert the RefAVA / RefAVA++ pickles of `splits` in `src_dir` into a canonical dataset
     folder `out_dir` (which must be new or empty) whose frames are AVA frames under `frame_root`
     (absolute, or relative to `out_dir`).
 
     Persons absent from some of the three files and bad entries are skipped and reported; with
-    `strict` they raise ImportProblemsError and nothing is written.
+    `strict` they raise ImportProblemsError and nothing is written. A pickle asking for more
+    than `limits` (default `PickleLimits()`: objects, nesting depth, array sizes, entries)
+    raises PickleLimitError naming the file and the limit.
     """
     src = Path(src_dir)
     if not src.is_dir():
@@ -275,7 +279,7 @@ def import_refava(
         report.splits[split] = SplitReport(
             split, sources={role: str(p) for role, p in paths.items()}
         )
-        records[split] = _import_split(split, paths, report.splits[split])
+        records[split] = _import_split(paths, report.splits[split], limits)
     if (note := frame_root_note(out, frame_root)) is not None:
         report.notes.append(note)
     meta = DatasetMeta(

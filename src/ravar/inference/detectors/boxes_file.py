@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ravar.data.format import Detection, video_id_problem
+from ravar.data.format import MAX_TIME, Detection, video_id_problem
 from ravar.errors import PredictError
 from ravar.inference.detectors import Detector
 from ravar.inference.keyframes import Keyframe
@@ -81,8 +81,10 @@ def _parse_entry(file: Path, i: int, raw: Any, units: str) -> BoxEntry:
         if key not in raw:
             raise PredictError(f"{where}: key {key!r} is missing")
     time = raw["time"]
-    if not _is_number(time) or time < 0:
-        raise PredictError(f"{where}: key 'time' must be a number of seconds >= 0, got {time!r}")
+    if not _is_number(time) or not 0 <= time < MAX_TIME:
+        raise PredictError(
+            f"{where}: key 'time' must be a number of seconds in [0, {MAX_TIME:g}), got {time!r}"
+        )
     box = raw["box"]
     if units == "normalized":
         problem = box_problem(box)
