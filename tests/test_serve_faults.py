@@ -181,3 +181,12 @@ def _upload(url: str, size: int) -> int:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
+
+
+def test_a_gradio_temp_dir_that_does_not_exist_yet_is_made(tmp_path, monkeypatch):
+    from ravar.app.uploads import upload_folder
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "not" / "yet"))
+    with upload_folder() as folder:
+        assert folder.parent == tmp_path / "not" / "yet" and folder.is_dir()
+    assert not folder.exists() and os.environ["GRADIO_TEMP_DIR"] == str(tmp_path / "not" / "yet")

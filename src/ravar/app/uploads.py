@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ravar.errors import RavarError
+from ravar.util.io import os_reason
+
 GRADIO_TEMP_DIR = "GRADIO_TEMP_DIR"  # where Gradio stores uploads and its cache
 FOLDER_PREFIX = "ravar-serve-"
 
@@ -22,7 +25,15 @@ def upload_folder() -> Iterator[Path]:
     it meanwhile; it is made inside the `GRADIO_TEMP_DIR` already set, else the system's
     temporary folder); removed with its contents, and the variable restored, at the end."""
     before = os.environ.get(GRADIO_TEMP_DIR)
-    folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=before or None))
+    try:
+        if before:  # Gradio creates the folder it is given: so does ravar
+            Path(before).mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=before or None))
+    except OSError as e:
+        where = f"{GRADIO_TEMP_DIR}={before}" if before else "the temporary folder"
+        raise RavarError(
+            f"ravar serve: cannot make an upload folder in {where} ({os_reason(e)})"
+        ) from None
     os.environ[GRADIO_TEMP_DIR] = str(folder)
     try:
         yield folder
