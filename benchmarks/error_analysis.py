@@ -218,7 +218,12 @@ def _sorted_rows(table: Table, order: list[str] | None = None) -> Table:
     return table
 
 
-def action_table(instances: list[Instance]) -> Table:
+def is_hit(inst: Instance) -> bool:
+    """Whether the predicted box has IoU >= 0.5 with the true box."""
+    return bool(_iou([inst.pred_box], [inst.record.box])[0, 0] >= 0.5)
+
+
+def action_table(instances: list[Instance], title: str = "AP per action class") -> Table:
     """AP per action class (ravar.metrics), highest first, with positives per class."""
     scores = np.array([i.probs for i in instances])  # [N, C]
     labels = np.zeros_like(scores)  # [N, C]
@@ -234,7 +239,7 @@ def action_table(instances: list[Instance]) -> Table:
         f"mAP (w) {100 * m['mAP_weighted']:.2f}, mAP (macro) {100 * m['mAP_macro']:.2f} over "
         f"{m['ap_classes']} classes with a positive; n = positives of the class"
     )
-    return Table("AP per action class", note, ("action", "n", "AP"), rows)
+    return Table(title, note, ("action", "n", "AP"), rows)
 
 
 def analyse(data: Path, predictions: Path, split: str) -> list[Table]:
@@ -344,6 +349,9 @@ def analyse(data: Path, predictions: Path, split: str) -> list[Table]:
         )
     )
     tables.append(action_table(inst))
+    hits = [i for i in inst if is_hit(i)]
+    if hits and len(hits) < len(inst):
+        tables.append(action_table(hits, "AP per action class, instances with the right box"))
     return tables
 
 

@@ -87,6 +87,8 @@ def test_grouped_accuracy_matches_hand_count(synth: Path, tmp_path: Path) -> Non
     # perfect-separation probabilities: every class with a positive has AP 1
     actions = next(t for t in tables if t.title == "AP per action class")
     assert actions.rows and all(r[2] == pytest.approx(1.0) for r in actions.rows)
+    on_hits = next(t for t in tables if t.title.endswith("instances with the right box"))
+    assert sum(r[1] for r in on_hits.rows) == sum(len(r["actions"]) for r, h in truth if h)
     text = ea.to_markdown(tables)
     assert "### Expression kind" in text and "| attributes only |" in text
 
@@ -100,7 +102,7 @@ def test_non_synth_dataset_drops_scene_tables(synth: Path, tmp_path: Path) -> No
     truth = _write_predictions(data, pred)
     titles = [t.title for t in ea.analyse(data, pred, "val")]
     assert "Expression kind" not in titles and "People in the clip" not in titles
-    assert titles[0] == "All" and titles[-1] == "AP per action class"
+    assert titles[0] == "All" and "AP per action class" in titles
     assert ea.main(["--data", str(data), "--predictions", str(pred), "--split", "val"]) == 0
     assert len(truth) > 0
 
