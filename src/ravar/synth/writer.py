@@ -18,23 +18,14 @@ def frame_source(kind: str, fps: float, clip_seconds: float) -> FrameSourceSpec:
     """The FrameSourceSpec of a synthetic dataset written as "mp4" or "jpg". Each clip is a
     whole video of `clip_seconds` with its keyframe in the middle, so the frames that exist are
     the keyframe's +- clip_seconds / 2 (`keyframe_window`), which is every frame of the video."""
-    window = clip_seconds / 2
-    if kind == "mp4":
-        return FrameSourceSpec(
-            kind="video",
-            root="videos",
-            pattern=VIDEO_PATTERN,
-            fps=fps,
-            time_offset=0.0,
-            keyframe_window=window,
-        )
+    video = kind == "mp4"
     return FrameSourceSpec(
-        kind="frames",
-        root="frames",
-        pattern=FRAME_PATTERN,
+        kind="video" if video else "frames",
+        root="videos" if video else "frames",
+        pattern=VIDEO_PATTERN if video else FRAME_PATTERN,
         fps=fps,
         time_offset=0.0,
-        keyframe_window=window,
+        keyframe_window=clip_seconds / 2,
     )
 
 

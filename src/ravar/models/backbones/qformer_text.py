@@ -109,11 +109,4 @@ class QFormerTextEncoder(HFTextEncoder):
             if torch.get_default_device().type != "meta":  # shape only: no weights to read
                 self.model.load_checkpoint(_read_state_dict(folder), name)
         self.tokenizer = _load_tokenizer(config.tokenizer_path or str(folder))
-        self.dim = self.model.config.hidden_size
-        if len(self.tokenizer) > self.model.config.vocab_size:
-            raise ConfigError(
-                f"text tokenizer has {len(self.tokenizer)} tokens but the Q-Former's vocab_size "
-                f"is {self.model.config.vocab_size}"
-            )
-        if config.frozen:
-            self._freeze(self.model)
+        self._adopt_hf_model("the Q-Former's")

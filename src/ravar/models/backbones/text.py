@@ -131,6 +131,18 @@ class TextEncoder(FrozenPartMixin):
         self._phrase_cache: dict[str, torch.Tensor] = {}
         object.__setattr__(self, "_store", None)  # a TextStore read instead of computing
 
+    def _adopt_hf_model(self, owner: str) -> None:
+        """Take `dim` from the Hugging Face `self.model`, check that `self.tokenizer` fits its
+        vocabulary (`owner` names it in the error) and freeze it if the config says so."""
+        self.dim = self.model.config.hidden_size
+        if len(self.tokenizer) > self.model.config.vocab_size:
+            raise ConfigError(
+                f"text tokenizer has {len(self.tokenizer)} tokens but {owner} vocab_size is "
+                f"{self.model.config.vocab_size}"
+            )
+        if self.config.frozen:
+            self._freeze(self.model)
+
     # -- phrase cache --------------------------------------------------------------------------
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TextEncoder:
         self._phrase_cache.clear()  # cached phrases follow no device / dtype change
@@ -421,14 +433,7 @@ class HFTextEncoder(TextEncoder):
                 ) from None
         if getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None  # never used: tokens are mean-pooled
-        self.dim = self.model.config.hidden_size
-        if len(self.tokenizer) > self.model.config.vocab_size:
-            raise ConfigError(
-                f"text tokenizer has {len(self.tokenizer)} tokens but the model's vocab_size is "
-                f"{self.model.config.vocab_size}"
-            )
-        if config.frozen:
-            self._freeze(self.model)
+        self._adopt_hf_model("the model's")
 
     def hf_config_dict(self) -> dict[str, Any]:
         """The Hugging Face config of the built model as a dict (with its model_type)."""
