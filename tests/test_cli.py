@@ -55,3 +55,28 @@ def test_labels_command_lists_80(capsys):
     assert main(["labels"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 80 and lines[13].split()[-1] == "walk"
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`ravar labels | head -1`: the reader is gone before the output is written (here: before
+    the command starts, so the write surely fails); no traceback, exit code 141 as for SIGPIPE."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "ravar", "labels"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == "" and done.returncode == 141
+
+
+def test_output_into_a_pipe_read_to_the_end_is_unchanged():
+    done = subprocess.run([sys.executable, "-m", "ravar", "labels"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+    assert len(done.stdout.splitlines()) == 80

@@ -165,6 +165,22 @@ def test_gradio_callbacks_show_errors_as_gr_error(predictor, video):
 # --- the CLI's errors, before any server starts -------------------------------------------------
 
 
+def test_the_page_has_one_api_endpoint_without_duplicate_names(predictor, video):
+    """The button and Enter in the sentence box are one event (/predict), not /submit and
+    /submit_1; the time field's hint is not an endpoint."""
+    pytest.importorskip("gradio")
+    from ravar.app.page import API_NAME, build_page
+
+    page = build_page(predictor, [video])
+    info = page.get_api_info()
+    assert sorted(info["named_endpoints"]) == [f"/{API_NAME}"] == ["/predict"]
+    assert info["unnamed_endpoints"] == {}
+    endpoint = info["named_endpoints"]["/predict"]
+    assert [p["label"] for p in endpoint["parameters"]] == ["Video", "Sentence", "Time (s)"]
+    names = [d["api_name"] for d in page.get_config_file()["dependencies"]]
+    assert len(names) == len(set(names)) and not any(n.endswith("_1") for n in names)
+
+
 def test_serve_without_gradio_says_how_to_install_it(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` raises ImportError
     rc = main(["serve", "--checkpoint", str(tmp_path / "none"), "--port", str(free_port())])

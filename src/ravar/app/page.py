@@ -51,6 +51,9 @@ def page_callbacks(predictor: Predictor, top_k: int = 5) -> tuple[Callable, Call
     return submit, on_video
 
 
+API_NAME = "predict"  # the page's one API endpoint: /predict (video, sentence, time)
+
+
 def build_page(
     predictor: Predictor, examples: Sequence[Path] = (), top_k: int = 5
 ) -> Any:  # a gradio.Blocks
@@ -91,7 +94,14 @@ def build_page(
                 )
                 actions = gr.Label(label="Actions", num_top_classes=top_k, elem_id="actions")
                 entry = gr.JSON(label="Result (predictions.json entry)", elem_id="result")
-        video.change(on_video, inputs=video, outputs=time)
-        for event in (button.click, text.submit):
-            event(submit, inputs=[video, text, time], outputs=[image, actions, entry])
+        # the time field's hint follows the video: a page detail, not an API endpoint
+        video.change(on_video, inputs=video, outputs=time, api_visibility="private")
+        # the button and Enter in the sentence box: one event, one endpoint
+        gr.on(
+            [button.click, text.submit],
+            submit,
+            inputs=[video, text, time],
+            outputs=[image, actions, entry],
+            api_name=API_NAME,
+        )
     return page

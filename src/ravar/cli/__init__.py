@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -56,15 +57,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["synth"] and len(argv) > 1 and argv[1] not in SYNTH_SUBCOMMANDS:
         argv.insert(1, "generate")  # `ravar synth DIR ...` is short for `ravar synth generate DIR`
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        args = parser.parse_args(argv)  # a --device this machine lacks raises RavarError here
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except RavarError as e:
         print(f"ravar: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ravar: interrupted", file=sys.stderr)
         return 130
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of stdout went away (`ravar labels | head -1`): no traceback, nothing more
+    written, exit code 141 (128 + SIGPIPE), as a shell's own commands give."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush goes nowhere
+    except (OSError, ValueError):  # stdout is not a file (captured by a test harness)
+        pass
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

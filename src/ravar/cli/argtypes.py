@@ -23,6 +23,30 @@ def bounded(kind: type, minimum: float, strict: bool) -> Callable[[str], int | f
     return parse
 
 
+def device_arg(text: str) -> str:
+    """`--device`: any torch device string (`cpu`, `cuda`, `cuda:1`, `mps`), normalised; an
+    argparse error for a malformed one, RavarError (one line) for one this machine lacks."""
+    from ravar.util.devices import check_device, parse_device
+
+    try:
+        device = parse_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return str(check_device(device))
+
+
+def add_device_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """The `--device` option every command that runs a model shares."""
+    when = f"default: {default}" if default else "default: cuda when available, else cpu"
+    parser.add_argument(
+        "--device",
+        type=device_arg,
+        default=default,
+        metavar="DEVICE",
+        help=f"torch device: cpu, cuda, cuda:N, mps, ... ({when})",
+    )
+
+
 def add_backbone_option(parser: argparse.ArgumentParser) -> None:
     """`--backbone [NAME=]DIR` (repeatable): local copies of backbones whose frozen weights a
     checkpoint left out; collected in `args.backbones` as {NAME: DIR} ("" for a bare DIR)."""

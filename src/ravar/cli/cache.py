@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ravar.cli.argtypes import non_negative_int, positive_int
+from ravar.cli.argtypes import add_device_option, non_negative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=non_negative_int, default=0, metavar="N")
     p.add_argument("--chunk", type=positive_int, default=256, metavar="N", help="rows per file")
     p.add_argument("--cache-dir", metavar="DIR", help="default: DATA/cache")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_device_option(p)
     p.add_argument(
         "--allow-missing-detections",
         action="store_true",
@@ -50,21 +50,20 @@ def run_cache(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    import torch
-
     from ravar.cache import build_cache, store_size
     from ravar.data.format import annotation_path, load_meta
     from ravar.engine.config import resolve_run_config
     from ravar.engine.rng import seed_everything
     from ravar.errors import RavarError
     from ravar.models.registry import build_model
+    from ravar.util.devices import resolve_device
 
     load_meta(args.data)  # a clear error for a folder that is not a dataset
     for split in args.split:
         if not annotation_path(args.data, split).is_file():
             raise RavarError(f"--split {split}: {annotation_path(args.data, split)} is missing")
     run = resolve_run_config(args.model, args.config, args.overrides, flags={"seed": args.seed})
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     seed_everything(run.train.seed)
     model = build_model(run.family, run.model)
     folders = build_cache(

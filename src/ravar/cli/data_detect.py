@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ravar.cli.argtypes import positive_int
+from ravar.cli.argtypes import add_device_option, positive_int
 from ravar.errors import RavarError
 
 DETECTOR_HELP = (
@@ -30,9 +30,7 @@ def register(dsub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", metavar="DIR", help="dataset folder (with dataset.json)")
     add_detector_argument(p, "--detector", required=True)
     p.add_argument("--splits", nargs="+", metavar="SPLIT", help="default: every split of DIR")
-    p.add_argument(
-        "--device", choices=("cpu", "cuda"), default="cpu", help="for detr (default cpu)"
-    )
+    add_device_option(p, default="cpu")  # for detr
     p.add_argument("--overwrite", action="store_true", help="redo splits already done")
     p.add_argument(
         "--batch-size", type=positive_int, default=8, metavar="N", help="keyframes per call"
@@ -58,12 +56,10 @@ def detect(
     min_score: float | None = None,
 ) -> int:
     """Run the detection and print the per-split summary; exit code 0."""
-    import torch
-
     from ravar.detect.run import detect_dataset
+    from ravar.util.devices import check_device
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RavarError("--device cuda: no CUDA device is available")
+    device = str(check_device(device))
     if min_score is not None and not 0.0 <= min_score <= 1.0:
         raise RavarError(f"--min-score: must be in [0, 1], got {min_score}")
     splits = [s for item in splits or [] for s in item.split(",") if s] or None

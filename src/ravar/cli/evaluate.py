@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ravar.cli.argtypes import add_backbone_option, backbones_of, non_negative_int, positive_int
+from ravar.cli.argtypes import (
+    add_backbone_option,
+    add_device_option,
+    backbones_of,
+    non_negative_int,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="read frozen-backbone features stored by `ravar cache` (default: when they match)",
     )
     p.add_argument("--cache-dir", metavar="DIR", help="feature stores (default: DATA/cache)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_device_option(p)
     p.add_argument(
         "--allow-missing-detections",
         action="store_true",

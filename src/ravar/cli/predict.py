@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ravar.cli.argtypes import add_backbone_option, backbones_of, positive_int
+from ravar.cli.argtypes import add_backbone_option, add_device_option, backbones_of, positive_int
 from ravar.errors import PredictError
 
 
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--mp4", action="store_true", help="also write an annotated clip per keyframe")
     p.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="clips per pass")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_device_option(p)
     p.add_argument("--verbose", action="store_true", help="print per-stage timings")
     add_backbone_option(p)
     p.set_defaults(func=run_predict)
@@ -105,8 +105,6 @@ def _print_result(r: Any, threshold: float | None, verbose: bool, needs_detectio
 
 def run_predict(args: argparse.Namespace) -> int:
     """Check the inputs, run the checkpoint, print and write the results; exit code 0."""
-    import torch
-
     from ravar.inference.detectors import build_detector
     from ravar.inference.inputs import check_texts, open_video
     from ravar.inference.keyframes import keyframe_times
@@ -120,6 +118,7 @@ def run_predict(args: argparse.Namespace) -> int:
     )
     from ravar.inference.predictor import Predictor
     from ravar.inference.render import write_clip_mp4, write_keyframe_png
+    from ravar.util.devices import resolve_device
     from ravar.util.hf_quiet import quiet_transformers
     from ravar.util.io import check_writable, write_json
 
@@ -137,7 +136,7 @@ def run_predict(args: argparse.Namespace) -> int:
     with quiet_transformers():
         # an explicit detector is built (and its boxes file checked) before the model loads
         detector = spec if spec == "auto" else build_detector(spec, min_score=args.det_score)
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(args.device)
         predictor = Predictor.from_checkpoint(
             args.checkpoint,
             detector=detector,

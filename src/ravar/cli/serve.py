@@ -6,7 +6,13 @@ import argparse
 import math
 import socket
 
-from ravar.cli.argtypes import add_backbone_option, backbones_of, positive_float, positive_int
+from ravar.cli.argtypes import (
+    add_backbone_option,
+    add_device_option,
+    backbones_of,
+    positive_float,
+    positive_int,
+)
 from ravar.errors import ServeError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -41,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"largest upload accepted, in MiB (default: {MAX_UPLOAD_MB:g}); larger ones are "
         "refused before they are stored",
     )
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_device_option(p)
     add_backbone_option(p)
     p.set_defaults(func=run_serve)
 
@@ -81,16 +87,15 @@ def _serve(args: argparse.Namespace) -> int:
     check_port(args.host, args.port)
     examples = find_examples(args.examples)
 
-    import torch
-
     from ravar.app.page import build_page
     from ravar.inference.detectors import build_detector
     from ravar.inference.predictor import Predictor
+    from ravar.util.devices import resolve_device
     from ravar.util.hf_quiet import quiet_transformers
 
     with quiet_transformers():
         detector = "auto" if args.detector is None else build_detector(args.detector)
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(args.device)
         predictor = Predictor.from_checkpoint(
             args.checkpoint, detector=detector, device=device, backbones=backbones_of(args)
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from ravar.cli.argtypes import non_negative_int, positive_float, positive_int
+from ravar.cli.argtypes import add_device_option, non_negative_int, positive_float, positive_int
 from ravar.errors import RavarError
 
 
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="checkpoints leave out the frozen weights of backbones read from local folders "
         "(loading then needs a local copy, checked by hash)",
     )
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_device_option(p)
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR/last")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=run_train)

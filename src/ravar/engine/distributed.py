@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ravar.errors import RavarError
+from ravar.util.devices import resolve_device as resolve_device_of_user
 
 
 @dataclass(frozen=True)
@@ -84,17 +85,22 @@ def env_world_size() -> int:
         raise RavarError(f"environment WORLD_SIZE={value!r}: not an integer") from None
 
 
-def resolve_device(requested: str | None, local_rank: int = 0) -> torch.device:
-    """`--device`: "cpu", "cuda" (this rank's GPU), or None for CUDA when available."""
-    if requested not in (None, "cpu", "cuda"):
-        raise RavarError(f"--device: must be 'cpu' or 'cuda', got {requested!r}")
-    if requested == "cuda" or (requested is None and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RavarError("--device cuda: CUDA is not available on this machine")
-        index = local_rank % torch.cuda.device_count()
-        torch.cuda.set_device(index)
-        return torch.device("cuda", index)
-    return torch.device("cpu")
+def resolve_device(requested: str | torch.device | None, local_rank: int = 0) -> torch.device:
+    """This rank's device for `--device` (None: CUDA when available, else the CPU). "cuda"
+    without an index is the GPU of `local_rank`; an explicit index ("cuda:1") is kept, and
+    refused when several ranks would share it. RavarError for a device this machine lacks."""
+    device = resolve_device_of_user(requested)
+    if device.type != "cuda":
+        return device
+    if device.index is None:
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    elif env_world_size() > 1:
+        raise RavarError(
+            f"--device {device}: under torchrun every rank would use the same GPU; "
+            "pass --device cuda (each rank takes the GPU of its LOCAL_RANK)"
+        )
+    torch.cuda.set_device(device)
+    return device
 
 
 @contextmanager
