@@ -14,10 +14,23 @@ SMALL = {"text.kind": "scratch", "text.frozen": False, "text.dim": 64, "text.dep
 
 @pytest.fixture
 def shared_dir() -> Path:
-    """`../shared` beside the checkout (real clips, labels); tests that need it skip without it."""
+    """`../shared` beside the checkout (the official label CSV); tests that need it skip
+    without it."""
     if not SHARED.is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def footage(tmp_path_factory) -> Path:
+    """A folder of camera-like clips with several people (tests/media.py: two_players.mp4,
+    426x240 at 29.97 fps, 10.01 s; three_people.mp4, 340x256 at 28 fps, 10 s)."""
+    from media import THREE_PEOPLE, TWO_PLAYERS, write_clip
+
+    folder = tmp_path_factory.mktemp("footage")
+    for spec in (TWO_PLAYERS, THREE_PEOPLE):
+        write_clip(spec, folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

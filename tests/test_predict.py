@@ -65,13 +65,6 @@ def record_boxes(synth: Path, index: int, out: Path) -> tuple[object, Path, Path
     return rec, synth / "videos" / f"{rec.video_id}.mp4", out
 
 
-def shared_video(shared_dir: Path, name: str) -> Path:
-    path = shared_dir / "videos" / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not in shared/videos")
-    return path
-
-
 def video_size(path: Path) -> tuple[int, int, float, int]:
     """(width, height, fps, frames) read with PyAV directly."""
     with av.open(str(path)) as c:
@@ -133,12 +126,12 @@ def check_png(
 @pytest.mark.parametrize(
     ("name", "texts", "time"),
     [
-        ("two_players_basketball.mp4", ["the person in the blue shirt"], 3.0),
-        ("arm_wrestling.mp4", ["the boy in the white cap"], 4.5),
+        ("two_players.mp4", ["the person in the blue shirt"], 3.0),
+        ("three_people.mp4", ["the boy in the white cap"], 4.5),
     ],
 )
-def test_cli_predict_on_real_clips(ckpt, shared_dir, tmp_path, capsys, name, texts, time):
-    video = shared_video(shared_dir, name)
+def test_cli_predict_on_camera_like_clips(ckpt, footage, tmp_path, capsys, name, texts, time):
+    video = footage / name
     out = tmp_path / "out"
     rc = main(["predict", "--checkpoint", str(ckpt), "--video", str(video), "--text", texts[0],
                "--time", str(time), "--out", str(out), "--threshold", "0.5",
@@ -162,8 +155,8 @@ def test_cli_predict_on_real_clips(ckpt, shared_dir, tmp_path, capsys, name, tex
     check_png(out / r["files"]["png"], video, time, r["box_pixels"])
 
 
-def test_cli_every_gives_keyframes_over_the_whole_video(ckpt, shared_dir, tmp_path):
-    video = shared_video(shared_dir, "two_players_basketball.mp4")
+def test_cli_every_gives_keyframes_over_the_whole_video(ckpt, footage, tmp_path):
+    video = footage / "two_players.mp4"
     width, height, fps, frames = video_size(video)
     out = tmp_path / "out"
     rc = main(["predict", "--checkpoint", str(ckpt), "--video", str(video), "--text", "the player",

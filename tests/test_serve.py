@@ -32,8 +32,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
-CLIP = "two_players_basketball.mp4"  # 426x240, 29.97 fps, 10.01 s
+CLIP = "two_players.mp4"  # of the `footage` fixture: 426x240, 29.97 fps, 10.01 s
 RED = PALETTE[0]  # the colour of the (only) sentence's box
 ENTRY_KEYS = {"video", "time", "frame_index", "text", "box", "box_pixels", "actions",
               "probabilities", "detections", "clip_frames", "timings_ms"}  # fmt: skip
@@ -268,16 +267,14 @@ def test_ravar_help_does_not_import_gradio():
 
 
 @pytest.fixture
-def server(ckpt, tmp_path):
-    """`ravar serve` in a subprocess on a free port, with the shared clips as examples; its URL."""
+def server(ckpt, footage, tmp_path):
+    """`ravar serve` in a subprocess on a free port, with the footage clips as examples; its URL."""
     pytest.importorskip("gradio", reason="the 'app' extra (gradio) is not installed")
-    if not (SHARED_VIDEOS / CLIP).is_file():
-        pytest.skip(f"{CLIP} is not in shared/videos")
     port = free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     argv = [sys.executable, "-m", "ravar", "serve", "--checkpoint", str(ckpt), "--port",
-            str(port), "--examples", str(SHARED_VIDEOS)]  # fmt: skip
+            str(port), "--examples", str(footage)]  # fmt: skip
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}/"
@@ -320,8 +317,8 @@ def browser():
 
 
 @pytest.mark.slow
-def test_the_page_in_a_browser(server, browser, predictor, tmp_path):
-    clip = SHARED_VIDEOS / CLIP
+def test_the_page_in_a_browser(server, browser, predictor, footage, tmp_path):
+    clip = footage / CLIP
     text, when = "the person in the blue shirt", 3.0
     (expected,) = predictor.predict(clip, text, time=when)  # the same checkpoint, in-process
     reader = VideoReader(clip)
