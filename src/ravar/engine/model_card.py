@@ -182,7 +182,7 @@ def front_matter(facts: CardFacts) -> str:
         tags=[LIBRARY_NAME, "referring-action-recognition", "ava", facts.family, "pytorch"],
         datasets=[facts.dataset] if facts.dataset else None,
         metrics=sorted({m for _, m in CARD_METRICS}) if results else None,
-        model_name=facts.model_name,
+        model_name=facts.model_name if results else None,  # the model-index needs a name
         eval_results=results or None,
     )
     return data.to_yaml()
@@ -226,11 +226,15 @@ def _config_summary(facts: CardFacts) -> list[str]:
     for part in ("visual", "text"):
         sub = model.get(part)
         if isinstance(sub, Mapping):
-            source = sub.get("hf_name_or_path")
+            source, frozen = sub.get("hf_name_or_path"), sub.get("frozen")
+            if frozen in (None, False, "none"):
+                state = "trained"
+            else:
+                state = "frozen" if frozen is True else f"frozen: {frozen}"
             lines.append(
                 f"- {part} backbone: {sub.get('kind')}"
                 + (f" ({source})" if source else "")
-                + (f", frozen {sub.get('frozen')}" if sub.get("frozen") else "")
+                + f", {state}"
             )
     if "dim" in model:
         lines.append(f"- width: {model['dim']}")
