@@ -5,8 +5,11 @@ an unknown logger is one line, and curves.png draws the per-step loss of a one-e
 
 from __future__ import annotations
 
+import errno
 import importlib.machinery
+import importlib.util
 import math
+import os
 import sys
 import types
 
@@ -167,3 +170,26 @@ def test_one_epoch_run_plots_a_loss_curve_per_step(tmp_path, data_dir):
     # without a step log (runs of earlier versions): one point per epoch
     axis, curves = loss_series(read_log(out / "metrics.jsonl"), [])
     assert axis == "epoch" and curves["loss"][0] == [1]
+
+
+def test_a_full_disk_while_logging_a_step_is_one_line_then_resumes(tmp_path, data_dir, monkeypatch):
+    from ravar.engine import loggers as loggers_mod
+    from ravar.engine.train import RunWriteError
+
+    real = loggers_mod.CsvLogger.log_step
+
+    def log_step(self, step, epoch, values):
+        if step == 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        real(self, step, epoch, values)
+
+    monkeypatch.setattr(loggers_mod.CsvLogger, "log_step", log_step)
+    out = tmp_path / "run"
+    with pytest.raises(RunWriteError) as err:
+        _fit(data_dir, out, ["epochs=2"])
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{out / 'steps.csv'}: cannot write")
+    assert "(epoch 1) is intact" in msg and "--resume" in msg
+    monkeypatch.setattr(loggers_mod.CsvLogger, "log_step", real)
+    _fit(data_dir, out, ["epochs=2"], resume=True)
+    assert [r["step"] for r in read_steps(out / "steps.csv")] == [1, 2, 3, 4, 5, 6]

@@ -460,7 +460,8 @@ class Trainer:
         if any(lr != lrs[0] for lr in lrs):
             values.update({f"lr/group{i}": lr for i, lr in enumerate(lrs[1:], start=1)})
         values["clips_per_s"] = totals[0] / max(time.perf_counter() - start, 1e-9)
-        self.loggers.log_step(self.step, epoch, values)
+        with self._writing():
+            self.loggers.log_step(self.step, epoch, values)
 
     def _progress_line(self, epoch: int, loss: float, clips_per_s: float) -> str:
         """One line of where training is, for logs that are not a terminal."""
@@ -526,9 +527,9 @@ class Trainer:
                 "frozen_weights": self.cfg.frozen_weights,
             }
             row = {"epoch": epoch, "step": self.step, **log, "val": val, "time": time.time()}
-            if val is not None:
-                self.loggers.log_epoch(self.step, epoch, val)
             with self._writing():
+                if val is not None:
+                    self.loggers.log_epoch(self.step, epoch, val)
                 if improved:
                     save_checkpoint(self.out / "best", self._eval_model(), **common)
                 append_log(self.out / METRICS_LOG, row)  # dropped on resume if last/ fails
@@ -642,9 +643,14 @@ class Trainer:
                     config=self.run.to_dict(),
                 )
         try:
-            return self._train_and_test()
-        finally:
+            result = self._train_and_test()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                self.loggers.close()
+            raise
+        with self._writing():
             self.loggers.close()
+        return result
 
     def _train_and_test(self) -> TrainResult:
         self.ctx.barrier()
