@@ -14,6 +14,7 @@ import torch
 
 from ravar.engine.checkpoint import read_checkpoint_config, save_checkpoint
 from ravar.engine.evaluate import evaluate_checkpoint
+from ravar.engine.loggers import read_steps
 from ravar.engine.runlog import read_log
 from test_engine_support import (
     NAME,
@@ -81,6 +82,13 @@ def test_two_process_training_gathers_val_and_test_like_one_process(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2]  # one writer: no duplicated lines
     # 12 clips over 2 ranks in batches of 3: 2 optimizer steps per epoch
     assert read_checkpoint_config(out / "last")["step"] == 4
+    # rank 0 alone writes steps.csv; each step's loss is over both ranks' 6 clips, so an
+    # epoch's two steps average to its metrics.jsonl loss
+    steps = read_steps(out / "steps.csv")
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    for row in rows:
+        mine = [r["loss"] for r in steps if r["epoch"] == row["epoch"]]
+        assert sum(mine) / 2 == pytest.approx(row["train"]["loss"], rel=1e-9)
     val = evaluate_checkpoint(out / "last", data, "val", batch_size=3, write=False)
     _same_metrics(rows[-1]["val"], val.metrics)
     test = json.loads((out / "test_metrics.json").read_text())

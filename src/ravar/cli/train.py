@@ -65,6 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(loading then needs a local copy, checked by hash)",
     )
     add_device_option(p)
+    p.add_argument(
+        "--logger",
+        action="append",
+        metavar="NAME[,NAME]",
+        help="experiment tracking, repeatable: csv (RUN_DIR/steps.csv, always written), "
+        "tensorboard (RUN_DIR/tb), wandb (offline unless WANDB_MODE=online); key loggers",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR/last")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=run_train)
@@ -83,6 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Resolve the run config and train; exit code 0 when the run ended as configured."""
     from ravar.engine.checkpoint import old_path
     from ravar.engine.config import resolve_run_config, run_config_from_checkpoint
+    from ravar.engine.loggers import check_available, parse_logger_names
     from ravar.engine.train import fit
 
     out = Path(args.out)
@@ -101,6 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
         "cache": args.cache,
         "allow_missing_detections": args.allow_missing_detections,
         "frozen_weights": args.frozen_weights,
+        "loggers": ",".join(parse_logger_names(args.logger)) if args.logger else None,
     }
     run = resolve_run_config(args.model, args.config, args.overrides, flags=flags, base=base)
     data = args.data or run.data or (_saved_data_dir(out) if args.resume else None)
@@ -109,5 +118,6 @@ def run_train(args: argparse.Namespace) -> int:
     if not Path(data).is_dir():
         raise RavarError(f"--data {data}: not a directory")
     run.data = str(Path(data).resolve())
+    check_available(parse_logger_names(run.train.loggers))  # before anything is built
     fit(run, data, out, device=args.device, resume=args.resume, quiet=args.quiet)
     return 0

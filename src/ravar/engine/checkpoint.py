@@ -394,6 +394,7 @@ def load_model(
         except (ConfigError, ModelSizeError) as e:
             raise CheckpointError(f"{root / CONFIG_FILE}: {e}") from None
         load_weights_into(model, root / WEIGHTS_FILE)
+        model.model_name = config["model_name"]
         return model.to(device).eval()
     try:
         shipped = portable.shipped_backbones(root, records)
@@ -412,6 +413,7 @@ def load_model(
             raise CheckpointError(f"{root / WEIGHTS_FILE}: no values for {empty[:3]}")
     else:
         model.load_state_dict(weights, strict=True)
+    model.model_name = config["model_name"]
     return model.to(device).eval()
 
 

@@ -37,7 +37,7 @@ SELECT_METRICS = (
 )
 
 # keys that may differ between a run and its `--resume` without changing its results
-RESUMABLE_CHANGES = ("workers", "stop_after_epoch", "cache_dir", "frozen_weights")
+RESUMABLE_CHANGES = ("workers", "stop_after_epoch", "cache_dir", "frozen_weights", "loggers")
 
 # YAML keys beside the TrainConfig keys
 RUN_KEYS = ("model_name", "family", "model", "data")
@@ -79,8 +79,13 @@ class TrainConfig:
     # True: a CPU run computes with one thread (torch.set_num_threads(1) for the run), so the same
     # seed gives bit-identical weights on any machine; no effect on CUDA's kernels
     deterministic: bool = False
+    # experiment trackers, comma-separated: csv (RUN_DIR/steps.csv, always written), tensorboard
+    # (RUN_DIR/tb), wandb (offline unless WANDB_MODE); see ravar.engine.loggers
+    loggers: str = "csv"
 
     def __post_init__(self) -> None:
+        from ravar.engine.loggers import LOGGERS
+
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
@@ -133,6 +138,11 @@ class TrainConfig:
             (
                 self.stop_after_epoch is None or self.stop_after_epoch >= 1,
                 f"stop_after_epoch must be >= 1, got {self.stop_after_epoch}",
+            ),
+            (
+                isinstance(self.loggers, str)
+                and all(n.strip() in LOGGERS for n in self.loggers.split(",") if n.strip()),
+                f"loggers must be a comma list of {', '.join(LOGGERS)}, got {self.loggers!r}",
             ),
         ]
         for ok, message in checks:

@@ -1,4 +1,5 @@
-"""`curves.png`: training loss parts and validation metrics per epoch."""
+"""`curves.png`: training loss parts per optimizer step (per epoch for runs without a
+steps.csv) and validation metrics per epoch."""
 
 from __future__ import annotations
 
@@ -22,8 +23,33 @@ def _series(rows: Sequence[dict[str, Any]], section: str, key: str) -> tuple[lis
     return xs, ys
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Write a PNG with the per-epoch train losses (left) and val metrics in percent (right)."""
+def loss_series(
+    rows: Sequence[dict[str, Any]], steps: Sequence[dict[str, float]] | None = None
+) -> tuple[str, dict[str, tuple[list, list]]]:
+    """The train loss curves to draw: ("step", {name: (steps, values)}) from the step log
+    `steps` (rows of steps.csv) when it has rows, else ("epoch", ...) from the metrics.jsonl
+    `rows`. "loss" comes first, then the loss terms."""
+    if steps:
+        keys = {k for r in steps for k in r} - {"step", "epoch", "lr", "clips_per_s"}
+        keys = {k for k in keys if not k.startswith("lr/")}
+        order = (["loss"] if "loss" in keys else []) + sorted(keys - {"loss"})
+        out = {}
+        for key in order:
+            points = [(r["step"], r[key]) for r in steps if math.isfinite(r.get(key, math.nan))]
+            out[key] = ([x for x, _ in points], [y for _, y in points])
+        return "step", out
+    keys = {k for r in rows for k in (r.get("train") or {})}
+    order = (["loss"] if "loss" in keys else []) + sorted(keys - {"loss"})
+    return "epoch", {key: _series(rows, "train", key) for key in order}
+
+
+def plot_curves(
+    rows: Sequence[dict[str, Any]],
+    path: str | os.PathLike,
+    steps: Sequence[dict[str, float]] | None = None,
+) -> Path:
+    """Write a PNG with the train losses (left; per optimizer step from `steps`, the rows of
+    steps.csv, else per epoch) and the val metrics per epoch in percent (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,13 +57,20 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path
 
     path = Path(path)
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
-    keys = {k for r in rows for k in (r.get("train") or {})}
-    loss_keys = (["loss"] if "loss" in keys else []) + sorted(keys - {"loss"})
-    for key in loss_keys:
-        xs, ys = _series(rows, "train", key)
+    axis, curves = loss_series(rows, steps)
+    marker = "o" if axis == "epoch" else None
+    for key, (xs, ys) in curves.items():
         if xs:
-            ax_loss.plot(xs, ys, marker="o", lw=2.2 if key == "loss" else 1.2, label=key)
-    ax_loss.set(title="train loss", xlabel="epoch", ylabel="loss")
+            ax_loss.plot(xs, ys, marker=marker, lw=1.8 if key == "loss" else 1.0, label=key)
+    if axis == "step":  # epoch ends, from metrics.jsonl
+        for r in rows:
+            if isinstance(r.get("step"), int):
+                ax_loss.axvline(r["step"], color="0.7", lw=0.6, ls=":")
+    ax_loss.set(
+        title="train loss",
+        xlabel=f"{axis} (dotted: epoch ends)" if axis == "step" else axis,
+        ylabel="loss",
+    )
     for key, label in TABLE_COLUMNS.items():
         xs, ys = _series(rows, "val", key)
         if xs:

@@ -7,14 +7,17 @@ Run directory::
 
     config.yaml          resolved run config (reusable with --config)
     metrics.jsonl        one line per epoch
-    curves.png           loss and val metrics per epoch
+    steps.csv            one line per optimizer step (ravar.engine.loggers; also tb/, wandb/)
+    curves.png           loss per step, val metrics per epoch
     best/  last/         checkpoints (see ravar.engine.checkpoint)
     test_metrics.json    test split, best checkpoint, written once at the end
     test_predictions.jsonl
 
 Each step trains on `model.criterion()(model(batch), batch)`: the criterion is applied to the
 (DistributedDataParallel) model's output, and metrics.jsonl logs its total ("loss") and every named
-loss ("action_bce", "box_mse", "select", ...) averaged over the epoch.
+loss ("action_bce", "box_mse", "select", ...) averaged over the epoch; the run's loggers
+(`ravar.engine.loggers`, train key `loggers`) get the same per optimizer step, with the learning
+rate and clips/s, and the val metrics per epoch.
 
 The run directory is checked for writing before anything is built. A write that fails during the
 run (disk full, no permission, read-only file system) stops it with `RunWriteError`: one line
@@ -78,6 +81,14 @@ from ravar.engine.evaluate import (
     predict_dataset,
     score_predictions,
     write_predictions,
+)
+from ravar.engine.loggers import (
+    STEPS_LOG,
+    Loggers,
+    check_available,
+    open_loggers,
+    parse_logger_names,
+    read_steps,
 )
 from ravar.engine.plots import plot_curves
 from ravar.engine.precision import amp_enabled, autocast, grad_scaler
@@ -192,6 +203,7 @@ class Trainer:
         self.best_val: dict[str, Any] | None = None
         self.last_val: dict[str, Any] | None = None
         self.plotted_at = time.monotonic()
+        self.loggers = Loggers()  # rank 0's sinks, opened once the run's step is known
 
     # ---- set-up -------------------------------------------------------------------------
 
@@ -363,6 +375,9 @@ class Trainer:
             dynamic_ncols=True,
         )
         self.optimizer.zero_grad(set_to_none=True)
+        group_sums: dict[str, float] = defaultdict(float)  # this optimizer step's micro-batches
+        group_seen = 0
+        step_start = time.perf_counter()
         for i, batch in enumerate(self.loader):
             if self.step >= self.total_steps:
                 break
@@ -390,9 +405,12 @@ class Trainer:
                 self.scaler.scale(loss / group_size).backward()
             size = len(batch["index"])
             seen += size
-            sums["loss"] += float(loss.detach()) * size
-            for name, value in losses.named.items():
-                sums[name] += float(value.detach()) * size
+            group_seen += size
+            values = {"loss": float(loss.detach())}
+            values.update({name: float(v.detach()) for name, v in losses.named.items()})
+            for name, value in values.items():
+                sums[name] += value * size
+                group_sums[name] += value * size
             if closes_group:
                 if cfg.grad_clip:
                     self.scaler.unscale_(self.optimizer)
@@ -403,6 +421,10 @@ class Trainer:
                 self.step += 1
                 if self.ema is not None:
                     self.ema.update(self.model)
+            if closes_group:
+                self._log_step(epoch, group_sums, group_seen, step_start)
+                group_sums, group_seen = defaultdict(float), 0
+                step_start = time.perf_counter()
             bar.update(1)
             elapsed = max(time.perf_counter() - start, 1e-9)
             if self.heartbeat is not None:
@@ -423,6 +445,23 @@ class Trainer:
             "epoch_time_s": elapsed,
             "clips_per_s": totals[0] / max(elapsed, 1e-9),
         }
+
+    def _log_step(self, epoch: int, sums: dict[str, float], seen: int, start: float) -> None:
+        """Give the loggers optimizer step `self.step`: its mean loss and loss terms over every
+        rank's clips, the learning rate(s) and clips/s."""
+        names = sorted(sums)
+        totals = self.ctx.sum_floats([float(seen)] + [sums[k] for k in names])
+        if not self.ctx.is_main:
+            return
+        count = max(totals[0], 1.0)
+        values = {k: v / count for k, v in zip(names, totals[1:], strict=True)}
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        values["lr"] = lrs[0]
+        if any(lr != lrs[0] for lr in lrs):
+            values.update({f"lr/group{i}": lr for i, lr in enumerate(lrs[1:], start=1)})
+        values["clips_per_s"] = totals[0] / max(time.perf_counter() - start, 1e-9)
+        with self._writing():
+            self.loggers.log_step(self.step, epoch, values)
 
     def _progress_line(self, epoch: int, loss: float, clips_per_s: float) -> str:
         """One line of where training is, for logs that are not a terminal."""
@@ -489,6 +528,8 @@ class Trainer:
             }
             row = {"epoch": epoch, "step": self.step, **log, "val": val, "time": time.time()}
             with self._writing():
+                if val is not None:
+                    self.loggers.log_epoch(self.step, epoch, val)
                 if improved:
                     save_checkpoint(self.out / "best", self._eval_model(), **common)
                 append_log(self.out / METRICS_LOG, row)  # dropped on resume if last/ fails
@@ -528,7 +569,11 @@ class Trainer:
     def _plot(self) -> None:
         if self.ctx.is_main:
             with self._writing():
-                plot_curves(read_log(self.out / METRICS_LOG), self.out / "curves.png")
+                plot_curves(
+                    read_log(self.out / METRICS_LOG),
+                    self.out / "curves.png",
+                    steps=read_steps(self.out / STEPS_LOG),
+                )
             self.plotted_at = time.monotonic()
 
     # ---- the end: test with the best checkpoint -------------------------------------------
@@ -581,6 +626,8 @@ class Trainer:
             return self._fit()
 
     def _fit(self) -> TrainResult:
+        logger_names = parse_logger_names(self.cfg.loggers, "train key loggers")
+        check_available(logger_names)
         self._check_out_dir()
         self._build()
         if self.resume:
@@ -589,6 +636,23 @@ class Trainer:
         if self.ctx.is_main:
             with self._writing():
                 write_yaml(self.out / "config.yaml", self.run.to_dict())
+                self.loggers = open_loggers(
+                    logger_names,
+                    self.out,
+                    resume_step=self.step if self.resume else None,
+                    config=self.run.to_dict(),
+                )
+        try:
+            result = self._train_and_test()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                self.loggers.close()
+            raise
+        with self._writing():
+            self.loggers.close()
+        return result
+
+    def _train_and_test(self) -> TrainResult:
         self.ctx.barrier()
         if self.ctx.is_distributed:
             ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None

@@ -17,6 +17,7 @@ Frozen backbone parts stay frozen through `ravar.models.backbones.frozen.FrozenP
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +44,8 @@ class RAVARModel(nn.Module):
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
+        # the registered name it was created or loaded as (a checkpoint's "model_name")
+        self.model_name: str | None = None
 
     @property
     def needs_detections(self) -> bool:
@@ -98,3 +101,36 @@ class RAVARModel(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return total, trainable
+
+    # ---- sharing, Hugging Face style (see ravar.engine.hub) ----------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> Any:
+        """Write this model as a ravar checkpoint folder with a model card README.md; returns
+        its path. Options (run_dir, metrics, dataset, license, model_name): see
+        `ravar.engine.hub.save_pretrained`."""
+        from ravar.engine.hub import save_pretrained
+
+        return save_pretrained(self, directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, **kwargs: Any) -> RAVARModel:
+        """The model of a checkpoint folder or a Hub repo id in the local Hugging Face cache
+        (`download=True` fetches it first; nothing is fetched otherwise), in eval mode.
+        Called on a subclass, the checkpoint must be of that family."""
+        from ravar.engine.checkpoint import CheckpointError
+        from ravar.engine.hub import load_pretrained
+
+        model = load_pretrained(source, **kwargs)
+        if cls is not RAVARModel and not isinstance(model, cls):
+            raise CheckpointError(
+                f"{source}: holds a {model.family!r} model, not {cls.family or cls.__name__!r}"
+            )
+        return model
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Save this model with its card and upload it to Hub model repo `repo_id` (created if
+        needed); returns the commit URL. Options: private, commit_message, token and those of
+        `save_pretrained`."""
+        from ravar.engine.hub import push_model
+
+        return push_model(self, repo_id, **kwargs)

@@ -78,7 +78,9 @@ def build_model(family: str, config: Any) -> RAVARModel:
 def create_model(name: str, **overrides: Any) -> RAVARModel:
     """Build the registered model `name`, with dotted-key config overrides."""
     cfg = model_config(name, **overrides)
-    return build_model(_NAMED[name][0], cfg)
+    model = build_model(_NAMED[name][0], cfg)
+    model.model_name = name
+    return model
 
 
 def describe_config(name: str) -> dict[str, Any]:
