@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ravar.util.box_ops import (
+    batched_nms,
     box_area,
     box_cxcywh_to_xyxy,
     box_iou,
@@ -15,6 +16,7 @@ from ravar.util.box_ops import (
     denormalize_boxes,
     generalized_box_iou_paired,
     hflip_boxes,
+    nms,
     normalize_boxes,
     valid_boxes_from_unbounded,
 )
@@ -89,3 +91,68 @@ def test_box_problem_names_the_issue(box, needle):
 
 def test_box_problem_accepts_valid():
     assert box_problem([0, 0, 1, 1]) is None and box_problem((0.2, 0.3, 0.4, 0.5)) is None
+
+
+def _sequential_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> list[int]:
+    """The greedy loop, one box at a time (the implementation `nms` replaced)."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    iou = box_iou(boxes, boxes)
+    suppressed = torch.zeros(len(boxes), dtype=torch.bool)
+    keep: list[int] = []
+    for i in order.tolist():
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] > iou_threshold
+    return keep
+
+
+def _random_boxes(gen: torch.Generator, n: int) -> torch.Tensor:
+    xy = torch.rand(n, 2, generator=gen) * 0.8
+    wh = torch.rand(n, 2, generator=gen) * 0.3
+    boxes = torch.cat([xy, xy + wh], dim=1)  # [N, 4]
+    boxes[: n // 10] = boxes[n // 10 : 2 * (n // 10)]  # exact duplicates
+    boxes[-2, 2:] = boxes[-2, :2]  # a degenerate (empty) box
+    return boxes
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nms_equals_the_sequential_greedy_loop_on_random_boxes_with_ties(seed):
+    gen = torch.Generator().manual_seed(seed)
+    n = 60 + 30 * seed
+    boxes = _random_boxes(gen, n)
+    scores = torch.randint(0, 8, (n,), generator=gen).float() / 8  # many tied scores
+    for thr in (0.0, 0.1, 0.3, 0.5, 0.7, 0.95):
+        assert nms(boxes, scores, thr).tolist() == _sequential_nms(boxes, scores, thr)
+
+
+def test_batched_nms_equals_the_loop_run_per_group():
+    gen = torch.Generator().manual_seed(7)
+    n = 150
+    boxes = _random_boxes(gen, n)
+    scores = torch.randint(0, 10, (n,), generator=gen).float()
+    groups = torch.randint(0, 4, (n,), generator=gen)
+    for thr in (0.2, 0.5):
+        kept: list[int] = []
+        for g in range(4):
+            idx = (groups == g).nonzero().flatten()
+            kept += idx[_sequential_nms(boxes[idx], scores[idx], thr)].tolist()
+        # highest score first, ties by index: the order of a stable sort over all boxes
+        want = sorted(kept, key=lambda i: (-float(scores[i]), i))
+        assert batched_nms(boxes, scores, groups, thr).tolist() == want
+    # boxes of different groups never suppress each other
+    same = torch.tensor([[0.1, 0.1, 0.5, 0.5]] * 3)
+    assert batched_nms(
+        same, torch.tensor([3.0, 2.0, 1.0]), torch.tensor([0, 1, 0]), 0.5
+    ).tolist() == [0, 1]
+
+
+def test_nms_on_a_chain_needs_many_passes_and_stays_exact():
+    # each box overlaps only its neighbours, scores fall along the chain: greedy keeps every
+    # other box, the longest case for the matrix passes
+    x = torch.arange(40, dtype=torch.float32) * 0.02
+    boxes = torch.stack([x, torch.zeros(40), x + 0.03, torch.ones(40)], dim=1)  # IoU(i, i+1) = 0.2
+    scores = torch.linspace(1.0, 0.1, 40)
+    assert nms(boxes, scores, 0.1).tolist() == list(range(0, 40, 2))
+    assert nms(boxes, scores, 0.1).tolist() == _sequential_nms(boxes, scores, 0.1)
+    assert nms(boxes[:0], scores[:0], 0.5).tolist() == []

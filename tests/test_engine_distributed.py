@@ -5,6 +5,7 @@ splits whose size is not divisible by 2; training under torchrun gives a complet
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from ravar.engine.loggers import read_steps
 from ravar.engine.runlog import read_log
 from test_engine_support import (
     NAME,
+    RECORD_FLAG,
     SUPPORT,
     TinyConfig,
     TinyModel,
@@ -96,3 +98,43 @@ def test_two_process_training_gathers_val_and_test_like_one_process(tmp_path):
     assert test["n"] == 3
     _same_metrics(test["metrics"], best.metrics)
     assert len((out / "test_predictions.jsonl").read_text().splitlines()) == 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_with_c10d_rendezvous_train_one_run(tmp_path):
+    # the multi-node command of docs/scaling-out.md, both "nodes" on this machine: one torchrun
+    # per node, one process each, meeting at a c10d rendezvous endpoint
+    data = make_engine_dataset(tmp_path / "ds", test_size=None)
+    out, writes = tmp_path / "run", tmp_path / "writes.txt"
+    endpoint = f"127.0.0.1:{_free_port()}"
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
+            + ["--nproc-per-node", "1", "--node-rank", str(rank), "--rdzv-id", "ravar-test"]
+            + ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, str(SUPPORT)]
+            + [RECORD_FLAG, str(writes), "train", "--model", NAME, "--data", str(data)]
+            + ["--out", str(out), "--epochs", "2", "--batch-size", "3", "--device", "cpu"],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    logs = [node.communicate(timeout=240)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert "2 process(es) on cpu" in logs[0]  # rank 0 lives on node 0 and prints for the run
+    assert "process(es)" not in logs[1] and "epoch 2/2" not in logs[1]
+    state = torch.load(out / "last" / "trainer_state.pt", weights_only=False)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2  # both ranks' RNG states
+    assert state["step"] == 4  # 12 clips over 2 ranks in batches of 3: 2 steps per epoch
+    # every checkpoint written once, by rank 0 only
+    lines = writes.read_text().splitlines()
+    assert sorted(lines) == sorted(set(lines)) and {line.split()[0] for line in lines} == {"0"}
+    assert {"0 last 1", "0 last 2"} <= set(lines)
+    assert [r["epoch"] for r in read_log(out / "metrics.jsonl")] == [1, 2]

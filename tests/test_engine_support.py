@@ -186,9 +186,30 @@ def stall_at(spec: str) -> None:
     checkpoint.STAGE_CALLBACKS.append(stall)
 
 
+RECORD_FLAG = "--record-checkpoint-writes"
+
+
+def record_writes_to(path: str) -> None:
+    """Append "RANK NAME EPOCH" to the file `path` each time this process starts writing a
+    checkpoint (so that a test sees which processes wrote which checkpoints)."""
+    from ravar.engine import checkpoint
+
+    rank = os.environ.get("RANK", "0")
+
+    def record(stage: str, name: str, epoch: int) -> None:
+        if stage == "write":
+            with open(path, "a") as f:
+                f.write(f"{rank} {name} {epoch}\n")
+
+    checkpoint.STAGE_CALLBACKS.append(record)
+
+
 if __name__ == "__main__":
     argv = sys.argv[1:]
     if argv[:1] == [STALL_FLAG]:
         stall_at(argv[1])
+        argv = argv[2:]
+    if argv[:1] == [RECORD_FLAG]:
+        record_writes_to(argv[1])
         argv = argv[2:]
     sys.exit(cli_main(argv))

@@ -18,7 +18,7 @@ from ravar.engine.config import (
 )
 from ravar.engine.distributed import shard_indices
 from ravar.engine.ema import ModelEMA
-from ravar.engine.schedule import lr_factor, warmup_steps_for
+from ravar.engine.schedule import build_scheduler, lr_factor, warmup_steps_for
 from test_engine_support import NAME
 
 
@@ -31,6 +31,32 @@ def test_warmup_then_cosine_by_hand():
         assert got[s] == pytest.approx(want)
     assert got[-1] == pytest.approx(0.1)
     assert [lr_factor(s, 10, 3, "constant") for s in range(5)] == [1 / 3, 2 / 3, 1, 1, 1]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant", "bert_cosine"])
+def test_scheduler_sets_peak_times_factor_each_step_and_resumes_from_the_step(schedule):
+    total, warmup, peak = 12, 3, 0.02
+
+    def optimizer() -> torch.optim.Optimizer:
+        w = nn.Parameter(torch.zeros(2))
+        return torch.optim.AdamW([{"params": [w]}, {"params": [], "weight_decay": 0.0}], lr=peak)
+
+    def lrs(opt: torch.optim.Optimizer, start: int) -> list[list[float]]:
+        sched = build_scheduler(opt, peak, total, warmup, schedule, 0.1, step=start)
+        out = []
+        for _ in range(start, total):
+            out.append([g["lr"] for g in opt.param_groups])  # the lr the step is taken with
+            opt.step()
+            sched.step()
+        return out
+
+    want = [[peak * lr_factor(s, total, warmup, schedule, 0.1)] * 2 for s in range(total)]
+    assert lrs(optimizer(), 0) == want  # exact: the same float arithmetic as before
+    # resuming at step 5 from an optimizer whose lr is the last one used (an old checkpoint)
+    resumed = optimizer()
+    for g in resumed.param_groups:
+        g["lr"] = want[4][0]
+    assert lrs(resumed, 5) == want[5:]
 
 
 def test_warmup_steps_for():
@@ -57,6 +83,38 @@ def test_ema_follows_the_formula_and_copies_integer_buffers():
     assert int(ema.module.count) == 3
     assert ema.state_dict()["updates"] == 3
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_resumes_from_saved_counters():
+    # trainer_state.pt of earlier versions holds {"decay", "updates"}: the next update must use
+    # the decay of update number `updates`, as an uninterrupted average would
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    ema = ModelEMA(model, decay=0.99)
+    ema.load_state_dict({"decay": 0.99, "updates": 5})
+    with torch.no_grad():
+        model.weight.fill_(13.0)
+    ema.update(model)
+    d = min(0.99, (1 + 5) / (10 + 5))
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), d * 2.0 + (1 - d) * 13.0))
+    assert ema.state_dict() == {"decay": 0.99, "updates": 6}
+
+
+def test_library_constant_decay_ema_truncates_integer_buffers():
+    # why ModelEMA passes its own averaging function to AveragedModel
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    model = nn.Linear(2, 1)
+    model.register_buffer("count", torch.tensor(0))
+    library = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    ours = ModelEMA(model, decay=0.9)
+    for _ in range(4):
+        model.count += 1
+        library.update_parameters(model)
+        ours.update(model)
+    assert int(library.module.count) == 1  # 1 copied at the start, then 0.9*c + 0.1*(c+1) -> c
+    assert int(ours.module.count) == 4
 
 
 def test_flatten_clips_repeats_other_entries_in_clip_order():

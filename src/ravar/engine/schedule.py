@@ -1,10 +1,14 @@
-"""Learning-rate schedule: linear warmup, then cosine decay (or constant), per optimizer step."""
+"""Learning-rate schedule: linear warmup, then cosine decay (or constant), per optimizer step,
+run by `torch.optim.lr_scheduler.LambdaLR` over our factor function. (transformers'
+`get_cosine_schedule_with_warmup` is not the same: its warmup starts at 0, ours at 1 / warmup.)"""
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 
 def lr_factor(
@@ -35,7 +39,27 @@ def warmup_steps_for(total_steps: int, warmup_steps: int | None, warmup_fraction
     return max(0, min(int(n), total_steps - 1))
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set the learning rate of every parameter group."""
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    peak_lr: float,
+    total_steps: int,
+    warmup_steps: int,
+    schedule: str = "cosine",
+    min_ratio: float = 0.0,
+    step: int = 0,
+) -> LambdaLR:
+    """A scheduler that sets every parameter group's learning rate to `peak_lr` times `lr_factor`
+    of the optimizer step about to be taken, starting at `step` (the steps already done, when
+    resuming); call its `step()` after each optimizer step. Its position is the step counter
+    alone, so a run resumes from that counter (a restored optimizer's "lr" is the last one used,
+    not the peak, hence `peak_lr`)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["initial_lr"] = peak_lr  # LambdaLR's base learning rate
+    factor = partial(
+        lr_factor,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps,
+        schedule=schedule,
+        min_ratio=min_ratio,
+    )
+    return LambdaLR(optimizer, factor, last_epoch=step - 1)

@@ -94,7 +94,7 @@ from ravar.engine.plots import plot_curves
 from ravar.engine.precision import amp_enabled, autocast, grad_scaler
 from ravar.engine.rng import one_cpu_thread, rng_state, seed_everything, set_rng_state
 from ravar.engine.runlog import METRICS_LOG, append_log, read_log, truncate_log
-from ravar.engine.schedule import lr_factor, set_lr, warmup_steps_for
+from ravar.engine.schedule import build_scheduler, warmup_steps_for
 from ravar.errors import RavarError
 from ravar.metrics import TABLE_COLUMNS, format_metrics_table, metrics_to_json
 from ravar.models.base import RAVARModel
@@ -366,6 +366,7 @@ class Trainer:
         n_batches = len(self.loader)
         sums: dict[str, float] = defaultdict(float)
         seen = 0
+        lr_used = self.optimizer.param_groups[0]["lr"]  # of the last step taken
         start = time.perf_counter()
         bar = tqdm(
             total=n_batches,
@@ -384,11 +385,6 @@ class Trainer:
             group_start = i - i % cfg.grad_accum
             group_size = min(cfg.grad_accum, n_batches - group_start)
             closes_group = i - group_start == group_size - 1
-            if i == group_start:
-                factor = lr_factor(
-                    self.step, self.total_steps, self.warmup, cfg.schedule, cfg.min_lr_ratio
-                )
-                set_lr(self.optimizer, cfg.lr * factor)
             batch = to_device(batch, ctx.device)
             no_sync = self.ddp is not None and not closes_group
             with self.ddp.no_sync() if no_sync else contextlib.nullcontext():  # type: ignore[union-attr]
@@ -418,7 +414,9 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
+                lr_used = self.optimizer.param_groups[0]["lr"]
                 self.step += 1
+                self.scheduler.step()
                 if self.ema is not None:
                     self.ema.update(self.model)
             if closes_group:
@@ -441,7 +439,7 @@ class Trainer:
         elapsed = time.perf_counter() - start
         return {
             "train": {k: v / count for k, v in zip(names, totals[1:], strict=True)},
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": lr_used,
             "epoch_time_s": elapsed,
             "clips_per_s": totals[0] / max(elapsed, 1e-9),
         }
@@ -633,6 +631,15 @@ class Trainer:
         if self.resume:
             self._restore()
         self.first_step = self.step
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            self.cfg.lr,
+            self.total_steps,
+            self.warmup,
+            self.cfg.schedule,
+            self.cfg.min_lr_ratio,
+            step=self.step,
+        )
         if self.ctx.is_main:
             with self._writing():
                 write_yaml(self.out / "config.yaml", self.run.to_dict())

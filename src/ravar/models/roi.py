@@ -14,6 +14,9 @@ by them and the actions of the person were not learned in a CPU run's few hundre
 
 Only the detections that are kept (real, and persons when so configured) are cropped and
 encoded, so the cost follows the number of people, not the padded detection count.
+
+The crops use `affine_grid` + `grid_sample` rather than `torchvision.ops.roi_align`: torchvision
+does not import beside the pinned CPU torch (see `ravar.util.box_ops`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,13 @@
 """Box utilities, the one place for them. Boxes are xyxy unless a name says otherwise;
-RAVAR boxes are normalised to [0, 1] by the image width and height."""
+RAVAR boxes are normalised to [0, 1] by the image width and height.
+
+Why not `torchvision.ops` (box_iou, generalized_box_iou, nms, batched_nms, roi_align): no
+torchvision wheel on PyPI imports beside the CPU build of torch this project pins (2.13.0).
+torchvision 0.29 requires torch >= 2.14, and 0.28.0, the release built for torch 2.13.0, is a
+CUDA build whose compiled ops link libtorch_cuda.so / libc10_cuda.so, which the CPU torch does not
+ship, so `import torchvision` fails with "operator torchvision::nms does not exist". The ops here
+are a few tensor lines each; `nms` is vectorised (no Python loop over boxes) and is tested equal
+to the sequential greedy algorithm."""
 
 from __future__ import annotations
 
@@ -75,19 +83,45 @@ def generalized_box_iou_paired(boxes1: torch.Tensor, boxes2: torch.Tensor) -> to
     return iou - (hull - union) / hull.clamp(min=1e-12)
 
 
+def _greedy_keep(suppresses: torch.Tensor) -> torch.Tensor:
+    """Which boxes greedy NMS keeps, from `suppresses` [N, N] bool in score order (row i
+    suppresses column j: i ranks above j and they overlap too much): `[N]` bool.
+
+    A box is kept when no kept box above it suppresses it. That rule refers only to boxes above,
+    so its solution is unique, and iterating it from "all kept" reaches it: after k passes every
+    box with a chain of at most k suppressors above it is final (Cluster-NMS, Zheng et al. 2021).
+    Each pass is one matrix product; a pass that changes nothing is the greedy answer. The number
+    of passes is the longest such chain, a few for real detections (N at worst)."""
+    weights = suppresses.to(torch.float32)  # [N, N]
+    keep = torch.ones(suppresses.shape[0], dtype=torch.bool, device=suppresses.device)
+    while True:
+        hits = keep.to(torch.float32) @ weights  # [N]: kept boxes above that suppress each box
+        new_keep = hits == 0
+        if torch.equal(new_keep, keep):
+            return keep
+        keep = new_keep
+
+
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """Greedy non-maximum suppression within each group (e.g. category): indices `[K]` of the
+    kept boxes `[N, 4]`, highest score first (ties: lower index first); a box is dropped when its
+    IoU with a kept, higher-ranked box of the same `groups` `[N]` value exceeds `iou_threshold`."""
+    order = torch.argsort(scores, descending=True, stable=True)  # [N]
+    sorted_boxes, sorted_groups = boxes[order], groups[order]  # [N, 4], [N]
+    overlap = box_iou(sorted_boxes, sorted_boxes) > iou_threshold  # [N, N]
+    same_group = sorted_groups[:, None] == sorted_groups[None, :]  # [N, N]
+    suppresses = (overlap & same_group).triu(diagonal=1)  # only boxes ranked above suppress
+    return order[_greedy_keep(suppresses)]
+
+
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Greedy non-maximum suppression: indices `[K]` of the kept boxes `[N, 4]`, highest score
-    first; a box is dropped when its IoU with a kept, higher-scoring box exceeds `iou_threshold`."""
-    order = torch.argsort(scores, descending=True, stable=True)  # [N]
-    iou = box_iou(boxes, boxes)  # [N, N]
-    suppressed = torch.zeros(len(boxes), dtype=torch.bool)
-    keep: list[int] = []
-    for i in order.tolist():
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= iou[i] > iou_threshold
-    return torch.tensor(keep, dtype=torch.long)
+    first (ties: lower index first); a box is dropped when its IoU with a kept, higher-scoring
+    box exceeds `iou_threshold`."""
+    groups = torch.zeros(len(boxes), dtype=torch.long, device=boxes.device)  # [N] one group
+    return batched_nms(boxes, scores, groups, iou_threshold)
 
 
 def hflip_boxes(boxes: torch.Tensor) -> torch.Tensor:
