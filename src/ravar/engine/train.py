@@ -414,13 +414,14 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
-                lr_used = self.optimizer.param_groups[0]["lr"]
+                lrs_used = [group["lr"] for group in self.optimizer.param_groups]
+                lr_used = lrs_used[0]
                 self.step += 1
                 self.scheduler.step()
                 if self.ema is not None:
                     self.ema.update(self.model)
             if closes_group:
-                self._log_step(epoch, group_sums, group_seen, step_start)
+                self._log_step(epoch, group_sums, group_seen, step_start, lrs_used)
                 group_sums, group_seen = defaultdict(float), 0
                 step_start = time.perf_counter()
             bar.update(1)
@@ -444,16 +445,17 @@ class Trainer:
             "clips_per_s": totals[0] / max(elapsed, 1e-9),
         }
 
-    def _log_step(self, epoch: int, sums: dict[str, float], seen: int, start: float) -> None:
+    def _log_step(
+        self, epoch: int, sums: dict[str, float], seen: int, start: float, lrs: list[float]
+    ) -> None:
         """Give the loggers optimizer step `self.step`: its mean loss and loss terms over every
-        rank's clips, the learning rate(s) and clips/s."""
+        rank's clips, the learning rate(s) that step used (`lrs`, one per group) and clips/s."""
         names = sorted(sums)
         totals = self.ctx.sum_floats([float(seen)] + [sums[k] for k in names])
         if not self.ctx.is_main:
             return
         count = max(totals[0], 1.0)
         values = {k: v / count for k, v in zip(names, totals[1:], strict=True)}
-        lrs = [group["lr"] for group in self.optimizer.param_groups]
         values["lr"] = lrs[0]
         if any(lr != lrs[0] for lr in lrs):
             values.update({f"lr/group{i}": lr for i, lr in enumerate(lrs[1:], start=1)})
