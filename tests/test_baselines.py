@@ -7,7 +7,7 @@ import torch
 
 from ravar.errors import RavarError
 from ravar.models import create_model
-from ravar.models.roi import crop_boxes
+from ravar.models.roi import AppearanceEncoder, crop_boxes
 
 from builders import random_batch
 
@@ -44,3 +44,31 @@ def test_oracle_returns_the_true_box_and_needs_it():
     assert torch.equal(out.boxes, batch["box"]) and model.is_oracle
     with pytest.raises(RavarError, match="ground-truth box"):
         model({k: v for k, v in batch.items() if k != "box"})
+
+
+def test_person_oracle_reads_the_true_persons_crop_through_the_person_encoder():
+    model = create_model("oracle_person_tiny", **SMALL).eval()
+    assert isinstance(model.person.encoder, AppearanceEncoder) and model.is_oracle
+    batch = random_batch(b=2, t=4, size=32)
+    with torch.no_grad():
+        out = model(batch)
+        assert torch.equal(out.boxes, batch["box"])
+        # pixels outside both true boxes (plus their margin) do not matter
+        other = dict(batch)
+        frames = batch["frames"].clone()
+        inside = torch.zeros(frames.shape[-2:], dtype=torch.bool)
+        for box in batch["box"]:
+            x1, y1, x2, y2 = (box * 32).tolist()
+            inside[max(0, int(y1) - 2) : int(y2) + 3, max(0, int(x1) - 2) : int(x2) + 3] = True
+        frames[..., ~inside] = 5.0
+        other["frames"] = frames
+        assert torch.allclose(model(other).logits, out.logits, atol=1e-5)
+        # the pixels inside do
+        frames = batch["frames"].clone()
+        frames[..., inside] = -5.0
+        other["frames"] = frames
+        assert not torch.allclose(model(other).logits, out.logits, atol=1e-3)
+    with pytest.raises(RavarError, match="ground-truth box"):
+        model({k: v for k, v in batch.items() if k != "box"})
+    with pytest.raises(ValueError, match="encoder"):
+        create_model("oracle_crop_tiny", encoder="pixels")

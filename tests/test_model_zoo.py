@@ -17,7 +17,7 @@ def small(name: str) -> dict:
     """Overrides that shrink a tiny config to 4 frames of 32x32 (keys only where they exist)."""
     cfg = to_dict(model_config(name))
     wanted = {"clip.num_frames": 4, "clip.size": [32, 32], "visual.num_frames": 4}
-    if cfg.get("visual", {}).get("kind") == "scratch" and name != "oracle_crop_tiny":
+    if cfg.get("visual", {}).get("kind") == "scratch" and not name.startswith("oracle_"):
         wanted["visual.image_size"] = [32, 32]
     if cfg.get("text", {}).get("kind") == "minilm":
         wanted.update({"text.kind": "scratch", "text.frozen": False, "text.dim": 64})

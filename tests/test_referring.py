@@ -178,3 +178,72 @@ def test_referring_needs_the_detections_stream() -> None:
 
     with pytest.raises(ConfigError, match="use_location"):
         create_model("refatomnet_tiny", referring=True, use_location=False)
+
+
+def test_word_match_is_cosine_of_people_and_frozen_words_weighted_by_relevance() -> None:
+    torch.manual_seed(0)
+    head = ReferringHead(dim=8, text_dim=6).eval()
+    people = torch.randn(2, 3, 8)
+    text_words = torch.randn(2, 4, 6)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    got = head.word_match(people, text_words, mask)  # [2, 3]
+    # independent computation, one (sample, person) at a time
+    for b in range(2):
+        n = int(mask[b].sum())
+        rel = head.relevance(text_words[b, :n])[:, 0].softmax(0)  # [n]
+        for d in range(3):
+            k = head.to_text(people[b, d])
+            cos = torch.stack([F.cosine_similarity(text_words[b, i], k, dim=0) for i in range(n)])
+            assert got[b, d].item() == pytest.approx(10.0 * (rel * cos).sum().item(), abs=1e-5)
+
+
+def test_word_match_learns_to_pick_the_person_whose_features_meet_a_fixed_word() -> None:
+    # the words are fixed vectors (a frozen encoder); only the person side may move to meet them
+    torch.manual_seed(0)
+    vocab = F.normalize(torch.randn(4, 12), dim=-1)  # four "colour words" [4, Ct]
+    colours = torch.randn(4, 16)  # what each colour looks like in person features [4, C]
+    head = ReferringHead(dim=16, text_dim=12)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    boxes = torch.tensor([[[0.0, 0.0, 0.2, 0.5], [0.3, 0.0, 0.5, 0.5], [0.6, 0.0, 0.8, 0.5]]])
+
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        colour = torch.stack([torch.randperm(4)[:3] for _ in range(n)])  # [n, 3] distinct
+        people = colours[colour] + 0.3 * torch.randn(n, 3, 16)
+        target = torch.randint(0, 3, (n,))
+        word = vocab[colour[torch.arange(n), target]][:, None, :]  # [n, 1, Ct]
+        return people, word, target
+
+    person = torch.ones(64, 3, dtype=torch.bool)
+    # the pointwise query path sees a constant word (no information): only word matching can tell
+    blank = torch.zeros(64, 1, 16)
+    for _ in range(150):
+        people, word, target = sample(64)
+        out = head(people, person, boxes.expand(64, -1, -1), blank, ONE_WORD.expand(64, 1),
+                   boxes[0, target], text_words=word)  # fmt: skip
+        opt.zero_grad()
+        selection_loss(out.scores, out.target, out.valid).backward()
+        opt.step()
+    head.eval()
+    people, word, target = sample(256)
+    with torch.no_grad():
+        out = head(people, torch.ones(256, 3, dtype=torch.bool), boxes.expand(256, -1, -1),
+                   torch.zeros(256, 1, 16), ONE_WORD.expand(256, 1), text_words=word)  # fmt: skip
+    assert (out.scores.argmax(1) == target).float().mean().item() > 0.9  # chance is 1/3
+    with pytest.raises(ValueError, match="text_words"):
+        head(people, torch.ones(256, 3, dtype=torch.bool), boxes.expand(256, -1, -1),
+             torch.zeros(256, 1, 16), ONE_WORD.expand(256, 1))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["refatomnet_tiny", "refatomnet_pp_tiny"])
+def test_models_with_word_match_train_its_projection(name: str) -> None:
+    batch = dummy_batch(batch_size=2, num_frames=8, size=64, num_detections=3, seed=1)
+    batch["det_categories"] = [["person", "person", ""], ["person", "chair", ""]]
+    batch["box"] = batch["det_boxes"][:, 0].clone()
+    model = create_model(name, word_match=True)
+    model.train()
+    losses = model.criterion()(model(batch), batch)
+    losses.total.backward()
+    grad = model.referring.to_text.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    assert model.referring.to_text.in_features == model.config.dim
+    assert model.referring.to_text.out_features == model.text.dim

@@ -10,14 +10,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from ravar.config import ConfigError
 from ravar.data.clip_config import ClipConfig
 from ravar.errors import BatchError
 from ravar.models.backbones import (
+    LocationConfig,
     TextConfig,
     VisualConfig,
     build_text,
@@ -29,7 +31,7 @@ from ravar.models.losses import LossConfig
 from ravar.models.output import ModelOutput
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_loss, tiny_visual
 from ravar.models.registry import register_family, register_model
-from ravar.models.roi import crop_boxes
+from ravar.models.roi import DetectionAppearance, crop_boxes
 
 
 def pool_video(tokens: torch.Tensor) -> torch.Tensor:
@@ -114,6 +116,10 @@ class OracleCropConfig:
     )
     crop_size: tuple[int, int] = (32, 32)  # (h, w) the crop is resized to
     margin: float = 0.1  # crop this fraction of the box size larger on every side
+    # "video": the scratch video transformer on the crop; "person": the person encoder of the
+    # tiny RefAtomNet / RefAtomNet++ (`ravar.models.roi`, crops of `LocationConfig`'s size), so
+    # that the oracle bounds what those models' action head can reach with the right person
+    encoder: Literal["video", "person"] = "video"
     dim: int = 128
     dropout: float = 0.1
     clip: ClipConfig = field(default_factory=tiny_clip)
@@ -132,8 +138,20 @@ class OracleCrop(RAVARModel):
 
     def __init__(self, config: OracleCropConfig) -> None:
         super().__init__(config)
-        self.visual = build_visual(config.visual)
-        self.proj = nn.Sequential(nn.Linear(self.visual.dim, config.dim), nn.LayerNorm(config.dim))
+        if config.encoder not in ("video", "person"):
+            raise ConfigError(
+                f"OracleCropConfig.encoder must be 'video' or 'person', got {config.encoder!r}"
+            )
+        if config.encoder == "person":
+            loc = LocationConfig(appearance=True)
+            self.person = DetectionAppearance(
+                loc.appearance_size, config.margin, loc.appearance_width, config.dim
+            )
+        else:
+            self.visual = build_visual(config.visual)
+            self.proj = nn.Sequential(
+                nn.Linear(self.visual.dim, config.dim), nn.LayerNorm(config.dim)
+            )
         self.action_head = ActionHead(config.dim, dropout=config.dropout)
 
     def forward(self, batch: dict[str, Any]) -> ModelOutput:
@@ -143,6 +161,10 @@ class OracleCrop(RAVARModel):
                 "for evaluation, not a model that can run on new videos"
             )
         true_box = batch["box"].to(batch["frames"].dtype)  # [B, 4]
+        if self.config.encoder == "person":
+            keep = torch.ones(len(true_box), 1, dtype=torch.bool, device=true_box.device)
+            video = self.person(batch["frames"], true_box[:, None], keep)[:, 0]  # [B, dim]
+            return ModelOutput.from_heads({"main": (self.action_head(video), true_box.clone())})
         crops = crop_boxes(batch["frames"], true_box, self.config.crop_size, self.config.margin)
         video = self.proj(pool_video(self.visual(crops)))  # [B, dim]
         return ModelOutput.from_heads({"main": (self.action_head(video), true_box.clone())})
@@ -168,4 +190,9 @@ register_model(
 register_model(
     "oracle_crop_tiny", "oracle_crop", OracleCropConfig,
     "ORACLE upper bound: actions from the ground-truth person's crop",
+)  # fmt: skip
+register_model(
+    "oracle_person_tiny", "oracle_crop", lambda: OracleCropConfig(encoder="person"),
+    "ORACLE upper bound: actions of the ground-truth person through the tiny models' person "
+    "encoder",
 )  # fmt: skip

@@ -73,6 +73,9 @@ class RefAtomNetConfig:
     num_bottlenecks: int = 4  # fusion="bottleneck" only
     referring: bool = False  # pick the referred person among the detections (needs use_location)
     select_weight: float = 1.0  # weight of the person-selection loss (referring only)
+    # the referring head also matches people against the frozen text encoder's word tokens in
+    # that encoder's space (`ravar.models.referring`); off in checkpoints saved before it
+    word_match: bool = False
     # which person and word tokens the referring head reads: "streams" (the projected streams
     # before the fusion blocks, as RefAtomNet++'s head does: it learns to pick the referred
     # person) or "fused" (after them: stays near chance; what checkpoints saved before this
@@ -238,7 +241,15 @@ class RefAtomNet(RAVARModel):
             )
         self.concat_proj = nn.Linear(num_streams * dim, dim) if cfg.fusion == "concat" else None
         self.norm = nn.LayerNorm(dim)
-        self.referring = ReferringHead(dim, dropout=cfg.dropout) if cfg.referring else None
+        self.referring = (
+            ReferringHead(
+                dim,
+                dropout=cfg.dropout,
+                text_dim=self.text.dim if cfg.word_match else None,
+            )
+            if cfg.referring
+            else None
+        )
         # with the referring head, actions read [t_agg, picked person]
         self.action_head = ActionHead(2 * dim if cfg.referring else dim, dropout=cfg.dropout)
         self.box_head = BoxHead(dim, dropout=cfg.dropout)
@@ -278,6 +289,10 @@ class RefAtomNet(RAVARModel):
 
     def streams(self, batch: dict[str, Any]) -> list[Stream]:
         """The projected token streams (visual first): [(tokens [B, N_s, dim], mask [B, N_s])]."""
+        return self._streams_and_words(batch)[0]
+
+    def _streams_and_words(self, batch: dict[str, Any]) -> tuple[list[Stream], torch.Tensor]:
+        """`streams` and the text encoder's own word tokens [B, L, C_text]."""
         keys = ("visual_features" if "visual_features" in batch else "frames", "text")
         if self.config.use_location:
             keys += ("det_boxes", "det_scores", "det_mask", "det_categories")
@@ -298,7 +313,7 @@ class RefAtomNet(RAVARModel):
                 batch["det_boxes"], batch["det_scores"], det_mask, categories, self.text, frames
             )  # [B, D, dim]
             out.append((loc, self.location.keep_mask(det_mask, categories)))
-        return out
+        return out, feats.tokens
 
     @property
     def needs_frames_with_cache(self) -> bool:
@@ -325,7 +340,7 @@ class RefAtomNet(RAVARModel):
     def forward(self, batch: dict[str, Any]) -> ModelOutput:
         """One head set ("main"); with the referring head, the person scores (and, given the
         true box, the person to pick)."""
-        streams = self.streams(batch)
+        streams, text_words = self._streams_and_words(batch)
         t_agg, fused = self.fuse(streams)
         t_agg = self.norm(t_agg)  # [B, dim]
         if self.referring is None or self.location is None:
@@ -337,6 +352,7 @@ class RefAtomNet(RAVARModel):
         person = self.location.person_mask(batch["det_mask"], batch["det_categories"])  # [B, D]
         ref = self.referring(
             people, person, batch["det_boxes"], text_tokens, text_mask, batch.get("box"),
+            text_words=text_words,
         )  # fmt: skip
         logits = self.action_head(torch.cat([t_agg, ref.selected], dim=-1))  # [B, 80]
         boxes = torch.where(ref.has_person[:, None], ref.boxes, self.box_head(t_agg))  # [B, 4]

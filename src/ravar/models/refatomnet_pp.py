@@ -120,6 +120,9 @@ class RefAtomNetPPConfig:
     loss_per_head: bool = True  # losses of each head set, averaged (else: of the mean output)
     referring: bool = False  # pick the referred person among the detections (needs use_objects)
     select_weight: float = 1.0  # weight of the person-selection loss (referring only)
+    # the referring head also matches people against the frozen text encoder's word tokens in
+    # that encoder's space (`ravar.models.referring`); off in checkpoints saved before it
+    word_match: bool = False
     # which side queries in the semantic-aligned cross-attention: "semantic" (a level's tokens
     # attend to the visual view) or "authors" (the view's tokens attend to the level's tokens)
     cross_attention_queries: Literal["semantic", "authors"] = "semantic"
@@ -252,7 +255,15 @@ class RefAtomNetPP(RAVARModel):
         )
         self.summary_norm = nn.ModuleDict({view: nn.LayerNorm(c) for view in VIEWS})
         # referring: the sentence picks a person; the action heads read [summary, picked person]
-        self.referring = ReferringHead(c, dropout=cfg.dropout) if cfg.referring else None
+        self.referring = (
+            ReferringHead(
+                c,
+                dropout=cfg.dropout,
+                text_dim=self.text.dim if cfg.word_match else None,
+            )
+            if cfg.referring
+            else None
+        )
         self.query_proj = nn.Linear(self.text.dim, c) if cfg.referring else None
         head_in = 2 * c if cfg.referring else c
         self.action_heads = nn.ModuleDict(
@@ -444,7 +455,7 @@ class RefAtomNetPP(RAVARModel):
         person = self.location.person_mask(batch["det_mask"], batch["det_categories"])  # [B, D]
         ref = self.referring(
             feats["people"], person, batch["det_boxes"], self.query_proj(feats["words"]),
-            feats["word_mask"], batch.get("box"),
+            feats["word_mask"], batch.get("box"), text_words=feats["words"],
         )  # fmt: skip
         heads = {}
         for view in VIEWS:

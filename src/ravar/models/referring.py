@@ -10,6 +10,16 @@ reads and whose box (refined) is the answer.
     (the loss, select_weight * CrossEntropy(s, d*) over the samples that have a d*, is the
     "select" term of `ravar.models.losses.Criterion`)
     selected = p_{d*} when training with targets (teacher forcing), else sum_d w_d p_d
+With `text_dim` (word matching, the tiny models' default), each person also meets the words of
+the frozen text encoder in that encoder's own space:
+    k_d  = normalise(W_k LN(p_d))                 person d in the text space       [B, D, Ct]
+    m_d  = tau * sum_l r_l <normalise(e_l), k_d>  r = softmax_l(relevance(e_l))   [B, D]
+    s_d += m_d
+where e_l [B, L, Ct] are the frozen word tokens. Only the visual side moves to meet words whose
+embeddings are fixed and already mean something ("crimson" near "red"), which a CPU budget
+learns far sooner than two projections that must find each other (RefAVA-Synth `standard`,
+person pick on val after 1000 steps of batch 8 in `benchmarks/referring_probe.py`: 65.2% with
+word matching, 59.6% without).
     box  = refine(box_{argmax s}, MLP(selected)) (in training: refine(box_{d*}, ...))
 
 A clip without any person detection falls back to `fallback_box`, the family's regression head.
@@ -73,7 +83,9 @@ def target_person(
 class ReferringHead(nn.Module):
     """Scores people against a query, picks one, and refines its box (see the module docstring)."""
 
-    def __init__(self, dim: int, min_iou: float = 0.5, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, min_iou: float = 0.5, dropout: float = 0.0, text_dim: int | None = None
+    ) -> None:
         super().__init__()
         self.norm_people = nn.LayerNorm(dim)
         self.norm_query = nn.LayerNorm(dim)
@@ -84,6 +96,23 @@ class ReferringHead(nn.Module):
         nn.init.zeros_(self.delta.net[-1].weight)  # start from the detection's own box
         nn.init.zeros_(self.delta.net[-1].bias)
         self.min_iou = min_iou
+        self.text_dim = text_dim
+        if text_dim is not None:
+            self.to_text = nn.Linear(dim, text_dim)
+            self.relevance = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, 1))
+            self.match_scale = nn.Parameter(torch.tensor(10.0))
+
+    def word_match(
+        self, people: torch.Tensor, text_words: torch.Tensor, word_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """m [B, D]: how well each person (normalised tokens [B, D, C]) matches the frozen word
+        tokens `text_words` [B, L, Ct] (see the module docstring)."""
+        keys = F.normalize(self.to_text(people), dim=-1)  # [B, D, Ct]
+        words = F.normalize(text_words.to(keys.dtype), dim=-1)  # [B, L, Ct]
+        relevance = self.relevance(text_words.to(keys.dtype))[..., 0]  # [B, L]
+        relevance = relevance.masked_fill(~word_mask, -1e4).softmax(dim=1)  # [B, L]
+        sim = torch.einsum("blc,bdc->bld", words, keys)  # [B, L, D]
+        return self.match_scale * (relevance[..., None] * sim).sum(dim=1)  # [B, D]
 
     def forward(
         self,
@@ -93,10 +122,12 @@ class ReferringHead(nn.Module):
         words: torch.Tensor,
         word_mask: torch.Tensor,
         true_box: torch.Tensor | None = None,
+        text_words: torch.Tensor | None = None,
     ) -> ReferringOutput:
         """people [B, D, C] tokens, person [B, D] bool (which tokens are people), det_boxes
         [B, D, 4], words [B, L, C] the sentence's tokens, word_mask [B, L] bool (at least one True
-        per row), true_box [B, 4] or None."""
+        per row), true_box [B, 4] or None; text_words [B, L, Ct] the frozen encoder's word
+        tokens (with `text_dim`)."""
         b, d, _ = people.shape
         attn = self.word_weight(words)[..., 0].masked_fill(~word_mask, -1e4).softmax(1)  # [B, L]
         query = self.norm_query((attn[..., None] * words).sum(1))  # [B, C]
@@ -104,6 +135,10 @@ class ReferringHead(nn.Module):
         geometry = self.geometry(box_features(det_boxes.to(people.dtype)))  # [B, D, C]
         q = query[:, None, :]  # [B, 1, C]
         scores = self.score(torch.cat([people, geometry, q * people, q * geometry], -1))[..., 0]
+        if self.text_dim is not None:
+            if text_words is None or text_words.shape[:2] != words.shape[:2]:
+                raise ValueError("ReferringHead with text_dim needs text_words [B, L, Ct]")
+            scores = scores + self.word_match(people, text_words, word_mask)  # [B, D]
         scores = scores.masked_fill(~person, -1e4)  # [B, D]
         has_person = person.any(dim=1)  # [B]
         weights = scores.softmax(dim=1) * has_person[:, None].to(people.dtype)  # [B, D]
