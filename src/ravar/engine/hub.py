@@ -49,13 +49,10 @@ class HubError(RavarError):
 
 
 def is_offline() -> bool:
-    """Whether Hugging Face Hub access is switched off (`HF_HUB_OFFLINE`, read when called)."""
-    from huggingface_hub import constants
-
+    """Whether Hugging Face Hub access is switched off (`HF_HUB_OFFLINE`, read when called:
+    `huggingface_hub.constants` keeps the value of whenever the library was first imported)."""
     value = os.environ.get("HF_HUB_OFFLINE")
-    if value is None:
-        return bool(constants.HF_HUB_OFFLINE)
-    return value.strip().lower() in _TRUE
+    return value is not None and value.strip().lower() in _TRUE
 
 
 def hub_cache_dir() -> Path:
