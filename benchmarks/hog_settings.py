@@ -75,6 +75,15 @@ def evaluate(detector: HOGPersonDetector, frames: dict[int, torch.Tensor], image
     }
 
 
+def load_hand_boxes(path: Path) -> dict[str, dict[int, torch.Tensor]]:
+    """The hand-drawn boxes: {"tune" | "check": {frame number: boxes [N, 4]}}."""
+    spec = json.loads(path.read_text())
+    return {
+        name: {int(n): torch.tensor(b, dtype=torch.float32).reshape(-1, 4) for n, b in one.items()}
+        for name, one in ((name, spec[name]) for name in ("tune", "check"))
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
@@ -88,11 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not args.video.is_file():
         raise SystemExit(f"{args.video}: no such video (give one with --video)")
-    spec = json.loads(args.boxes.read_text())
-    sets = {
-        name: {int(n): torch.tensor(b, dtype=torch.float32).reshape(-1, 4) for n, b in one.items()}
-        for name, one in ((name, spec[name]) for name in ("tune", "check"))
-    }
+    sets = load_hand_boxes(args.boxes)
     wanted = sorted({n for frames in sets.values() for n in frames})
     images = dict(zip(wanted, VideoReader(args.video).read(wanted), strict=True))
     trims = args.trim or [[0.0, 0.0], [0.125, 0.0625]]

@@ -13,7 +13,6 @@ IoU >= 0.5 over all detections) and the median seconds per frame. The SSDLite ro
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hog_settings import DEFAULT_BOXES, DEFAULT_VIDEO, match
+from hog_settings import DEFAULT_BOXES, DEFAULT_VIDEO, load_hand_boxes, match
 
 from ravar.data.frames import VideoReader
 from ravar.inference.detectors.hog import HOGPersonDetector
@@ -100,11 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not args.video.is_file():
         raise SystemExit(f"{args.video}: no such video (give one with --video)")
-    spec = json.loads(args.boxes.read_text())
-    sets = {
-        name: {int(n): torch.tensor(b, dtype=torch.float32).reshape(-1, 4) for n, b in one.items()}
-        for name, one in ((name, spec[name]) for name in ("tune", "check"))
-    }
+    sets = load_hand_boxes(args.boxes)
     sets["all"] = {**sets["tune"], **sets["check"]}
     wanted = sorted(sets["all"])
     images = dict(zip(wanted, VideoReader(args.video).read(wanted), strict=True))
