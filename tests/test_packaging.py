@@ -28,7 +28,7 @@ DISTRIBUTION_OF = {
 }
 # optional imports: import name -> the extra that installs it (None: an accelerator the code
 # falls back from when it is missing). They must be imported inside functions only.
-OPTIONAL = {"gradio": "app", "mamba_ssm": None}
+OPTIONAL = {"gradio": "app", "mamba_ssm": None, "wandb": "track"}
 
 
 def normalise(name: str) -> str:
