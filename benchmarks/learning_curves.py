@@ -84,6 +84,8 @@ def main() -> None:
         name, sep, run_dir = spec.partition("=")
         if not sep:
             parser.error(f"--run {spec!r}: expected NAME=RUN_DIR")
+        if not (Path(run_dir) / "metrics.jsonl").is_file():
+            parser.error(f"--run {spec!r}: {run_dir} has no metrics.jsonl")
         curves[name] = read_curve(Path(run_dir))
     plot(curves, args.out)
     table = markdown(curves)
