@@ -10,17 +10,17 @@ reads and whose box (refined) is the answer.
     (the loss, select_weight * CrossEntropy(s, d*) over the samples that have a d*, is the
     "select" term of `ravar.models.losses.Criterion`)
     selected = p_{d*} when training with targets (teacher forcing), else sum_d w_d p_d
-With `text_dim` (word matching, the tiny models' default), each person also meets the words of
-the frozen text encoder in that encoder's own space:
+    box  = refine(box_{argmax s}, MLP(selected)) (in training: refine(box_{d*}, ...))
+With `text_dim` (word matching: model key `word_match`, off by default), each person also meets
+the words of the frozen text encoder in that encoder's own space:
     k_d  = normalise(W_k LN(p_d))                 person d in the text space       [B, D, Ct]
     m_d  = tau * sum_l r_l <normalise(e_l), k_d>  r = softmax_l(relevance(e_l))   [B, D]
     s_d += m_d
-where e_l [B, L, Ct] are the frozen word tokens. Only the visual side moves to meet words whose
-embeddings are fixed and already mean something ("crimson" near "red"), which a CPU budget
-learns far sooner than two projections that must find each other (RefAVA-Synth `standard`,
-person pick on val after 1000 steps of batch 8 in `benchmarks/referring_probe.py`: 65.2% with
-word matching, 59.6% without).
-    box  = refine(box_{argmax s}, MLP(selected)) (in training: refine(box_{d*}, ...))
+where e_l [B, L, Ct] are the frozen word tokens. Only the visual side moves, towards word
+embeddings that already mean something ("crimson" near "red"). On RefAVA-Synth `standard` it
+picks the right person more often (`benchmarks/referring_probe.py`, 1000 steps, two seeds: 61.8%
+against 55.8%), but in the full tiny models it reshapes the person token the action head also
+reads, and the actions lose (docs/learning.md).
 
 A clip without any person detection falls back to `fallback_box`, the family's regression head.
 The box geometry gets its own path into the score: mixed into the person tokens (with appearance
