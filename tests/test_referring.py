@@ -247,3 +247,33 @@ def test_models_with_word_match_train_its_projection(name: str) -> None:
     assert grad is not None and grad.abs().sum() > 0
     assert model.referring.to_text.in_features == model.config.dim
     assert model.referring.to_text.out_features == model.text.dim
+
+
+@pytest.mark.parametrize("name", ["refatomnet_tiny", "refatomnet_pp_tiny"])
+def test_own_referring_encoder_keeps_picking_and_actions_apart(name: str) -> None:
+    batch = dummy_batch(batch_size=2, num_frames=8, size=64, num_detections=3, seed=1)
+    batch["det_categories"] = [["person", "person", ""], ["person", "person", "chair"]]
+    batch["box"] = batch["det_boxes"][:, 1].clone()  # both samples: person 1 is meant
+    model = create_model(name, referring_encoder="own", word_match=True)
+    model.train()
+    out = model(batch)
+    assert out.selection_target.tolist() == [1, 1] and out.selection_valid.all()
+    losses = model.criterion()(out, batch)
+
+    def grads(loss: torch.Tensor) -> tuple[float, float]:
+        model.zero_grad()
+        loss.backward(retain_graph=True)
+        own = model.referring_location.appearance.encoder.out[0].weight.grad
+        main = model.location.appearance.encoder.out[0].weight.grad
+        size = [0.0 if g is None else float(g.abs().sum()) for g in (own, main)]
+        return size[0], size[1]
+
+    # the selection loss shapes only the referring head's encoder ...
+    own, main = grads(losses.named["select"])
+    assert own > 0 and main == 0
+    # ... and the action loss, with the picked person given in training, only the model's own
+    action = sum(v for k, v in losses.named.items() if k.startswith("action"))
+    own, main = grads(action)
+    assert own == 0 and main > 0
+    with pytest.raises(ValueError, match="referring_encoder"):
+        create_model(name, referring_encoder="both")

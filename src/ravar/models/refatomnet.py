@@ -76,6 +76,10 @@ class RefAtomNetConfig:
     # the referring head also matches people against the frozen text encoder's word tokens in
     # that encoder's space (`ravar.models.referring`); off in checkpoints saved before it
     word_match: bool = False
+    # the people the referring head scores: "shared" (the location tokens the action head also
+    # reads) or "own" (a second location encoder with its own crop CNN, so that learning to pick
+    # and learning the actions do not reshape one token; docs/learning.md)
+    referring_encoder: Literal["shared", "own"] = "shared"
     # which person and word tokens the referring head reads: "streams" (the projected streams
     # before the fusion blocks, as RefAtomNet++'s head does: it learns to pick the referred
     # person) or "fused" (after them: stays near chance; what checkpoints saved before this
@@ -86,6 +90,11 @@ class RefAtomNetConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
+        if self.referring_encoder not in ("shared", "own"):
+            raise ConfigError(
+                f"RefAtomNetConfig.referring_encoder must be 'shared' or 'own', "
+                f"got {self.referring_encoder!r}"
+            )
         if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
             raise ConfigError(
                 f"RefAtomNetConfig.dim ({self.dim}) must be a positive multiple of "
@@ -228,6 +237,10 @@ class RefAtomNet(RAVARModel):
         self.location = (
             LocationSemanticEncoder(cfg.location, self.text.dim, dim) if cfg.use_location else None
         )
+        own = cfg.referring and cfg.use_location and cfg.referring_encoder == "own"
+        self.referring_location = (
+            LocationSemanticEncoder(cfg.location, self.text.dim, dim) if own else None
+        )
         num_streams = 3 if cfg.use_location else 2
 
         if cfg.fusion == "bottleneck":
@@ -350,11 +363,20 @@ class RefAtomNet(RAVARModel):
         text_tokens, text_mask = read[1]  # [B, L, dim], [B, L]
         people = read[2][0]  # location-semantic tokens [B, D, dim]
         person = self.location.person_mask(batch["det_mask"], batch["det_categories"])  # [B, D]
+        scored = people
+        if self.referring_location is not None:  # the referring head's own people
+            scored = self.referring_location(
+                batch["det_boxes"], batch["det_scores"], batch["det_mask"].bool(),
+                batch["det_categories"], self.text, batch.get("frames"),
+            )  # fmt: skip
         ref = self.referring(
-            people, person, batch["det_boxes"], text_tokens, text_mask, batch.get("box"),
+            scored, person, batch["det_boxes"], text_tokens, text_mask, batch.get("box"),
             text_words=text_words,
         )  # fmt: skip
-        logits = self.action_head(torch.cat([t_agg, ref.selected], dim=-1))  # [B, 80]
+        selected = ref.selected  # [B, dim]
+        if self.referring_location is not None:  # the actions read the model's own people
+            selected = ref.read(people, self.referring.norm_people)
+        logits = self.action_head(torch.cat([t_agg, selected], dim=-1))  # [B, 80]
         boxes = torch.where(ref.has_person[:, None], ref.boxes, self.box_head(t_agg))  # [B, 4]
         return ModelOutput.from_heads({"main": (logits, boxes)}, ref.scores, ref.target, ref.valid)
 

@@ -123,6 +123,10 @@ class RefAtomNetPPConfig:
     # the referring head also matches people against the frozen text encoder's word tokens in
     # that encoder's space (`ravar.models.referring`); off in checkpoints saved before it
     word_match: bool = False
+    # the people the referring head scores: "shared" (the location tokens the action head also
+    # reads) or "own" (a second location encoder with its own crop CNN, so that learning to pick
+    # and learning the actions do not reshape one token; docs/learning.md)
+    referring_encoder: Literal["shared", "own"] = "shared"
     # which side queries in the semantic-aligned cross-attention: "semantic" (a level's tokens
     # attend to the visual view) or "authors" (the view's tokens attend to the level's tokens)
     cross_attention_queries: Literal["semantic", "authors"] = "semantic"
@@ -134,6 +138,11 @@ class RefAtomNetPPConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
+        if self.referring_encoder not in ("shared", "own"):
+            raise ConfigError(
+                f"RefAtomNetPPConfig.referring_encoder must be 'shared' or 'own', "
+                f"got {self.referring_encoder!r}"
+            )
         name = "RefAtomNetPPConfig"
         if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
             raise ConfigError(
@@ -222,6 +231,10 @@ class RefAtomNetPP(RAVARModel):
         self.text = build_text(cfg.text)
         self.location = (
             LocationSemanticEncoder(cfg.location, self.text.dim, c) if cfg.use_objects else None
+        )
+        own = cfg.referring and cfg.use_objects and cfg.referring_encoder == "own"
+        self.referring_location = (
+            LocationSemanticEncoder(cfg.location, self.text.dim, c) if own else None
         )
 
         self.visual_proj = nn.Sequential(nn.Linear(self.visual.dim, c), nn.LayerNorm(c))
@@ -360,6 +373,11 @@ class RefAtomNetPP(RAVARModel):
                 sel.tokens, det_mask, self.object_scan
             )  # [B, D*T, C], [B, D*T] (authors' scan: [B, T, C], [B, T]); scanned [B, D, T, C]
             out["people"] = objects + scanned.mean(dim=2)  # [B, D, C] per detection
+            if self.referring_location is not None:  # the referring head's own people
+                out["referring_people"] = self.referring_location(
+                    batch["det_boxes"], batch["det_scores"], batch["det_mask"], categories,
+                    self.text, batch.get("frames"),
+                )  # fmt: skip
             out["object_selection"] = sel
 
         if self.sentence_proj is not None:
@@ -454,13 +472,17 @@ class RefAtomNetPP(RAVARModel):
             return ModelOutput.from_heads(heads)
         person = self.location.person_mask(batch["det_mask"], batch["det_categories"])  # [B, D]
         ref = self.referring(
-            feats["people"], person, batch["det_boxes"], self.query_proj(feats["words"]),
-            feats["word_mask"], batch.get("box"), text_words=feats["words"],
+            feats.get("referring_people", feats["people"]), person, batch["det_boxes"],
+            self.query_proj(feats["words"]), feats["word_mask"], batch.get("box"),
+            text_words=feats["words"],
         )  # fmt: skip
+        selected = ref.selected  # [B, C]
+        if self.referring_location is not None:  # the actions read the model's own people
+            selected = ref.read(feats["people"], self.referring.norm_people)
         heads = {}
         for view in VIEWS:
             summary = feats[f"summary_{view}"]  # [B, C]
-            logits = self.action_heads[view](torch.cat([summary, ref.selected], dim=-1))
+            logits = self.action_heads[view](torch.cat([summary, selected], dim=-1))
             boxes = torch.where(ref.has_person[:, None], ref.boxes, self.box_heads[view](summary))
             heads[view] = (logits, boxes)  # [B, 80], [B, 4]
         return ModelOutput.from_heads(heads, ref.scores, ref.target, ref.valid)

@@ -51,6 +51,13 @@ class ReferringOutput:
     scores: torch.Tensor  # [B, D] selection logits (very negative where there is no person)
     target: torch.Tensor | None  # [B] d*, when the true box was given (and D > 0)
     valid: torch.Tensor | None  # [B] bool: d* reaches min_iou, when the true box was given
+    weights: torch.Tensor | None = None  # [B, D] how much of each person `selected` holds
+
+    def read(self, tokens: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+        """[B, C]: other per-person tokens [B, D, C] (normalised by `norm`) read with the same
+        weights as `selected` (the picked person's, in training with targets)."""
+        assert self.weights is not None
+        return (self.weights[..., None] * norm(tokens)).sum(dim=1)
 
 
 def refine_boxes(boxes: torch.Tensor, delta: torch.Tensor, max_shift: float = 0.25) -> torch.Tensor:
@@ -156,4 +163,4 @@ class ReferringHead(nn.Module):
         rows = torch.arange(b, device=people.device)
         base = det_boxes[rows, pick] if d > 0 else det_boxes.new_zeros(b, 4)  # [B, 4]
         boxes = refine_boxes(base.to(selected.dtype), self.delta(selected))  # [B, 4]
-        return ReferringOutput(selected, boxes, has_person, scores, target, valid)
+        return ReferringOutput(selected, boxes, has_person, scores, target, valid, weights)
