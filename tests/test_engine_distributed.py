@@ -112,21 +112,35 @@ def test_two_nodes_with_c10d_rendezvous_train_one_run(tmp_path):
     data = make_engine_dataset(tmp_path / "ds", test_size=None)
     out, writes = tmp_path / "run", tmp_path / "writes.txt"
     endpoint = f"127.0.0.1:{_free_port()}"
-    nodes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
-            + ["--nproc-per-node", "1", "--node-rank", str(rank), "--rdzv-id", "ravar-test"]
-            + ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, str(SUPPORT)]
-            + [RECORD_FLAG, str(writes), "train", "--model", NAME, "--data", str(data)]
-            + ["--out", str(out), "--epochs", "2", "--batch-size", "3", "--device", "cpu"],
-            env=subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for rank in (0, 1)
-    ]
-    logs = [node.communicate(timeout=240)[0] for node in nodes]
+    # each node writes to a file, not a pipe: a pipe read after the other node's would fill up
+    # and block that node inside a collective, and with it both
+    log_files = [tmp_path / f"node{rank}.log" for rank in (0, 1)]
+    nodes = []
+    for rank in (0, 1):
+        with log_files[rank].open("w") as log:
+            nodes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
+                    + ["--nproc-per-node", "1", "--node-rank", str(rank), "--rdzv-id", "ravar-test"]
+                    + ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, str(SUPPORT)]
+                    + [RECORD_FLAG, str(writes), "train", "--model", NAME, "--data", str(data)]
+                    + ["--out", str(out), "--epochs", "2", "--batch-size", "3", "--device", "cpu"],
+                    env=subprocess_env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+    try:
+        for node in nodes:
+            node.wait(timeout=240)
+    except subprocess.TimeoutExpired:
+        for node in nodes:
+            node.kill()
+            node.wait()
+        tails = "".join(f.read_text()[-3000:] for f in log_files)
+        pytest.fail(f"the two nodes did not finish in 240 s; their last output:\n{tails}")
+    logs = [f.read_text() for f in log_files]
     assert [node.returncode for node in nodes] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert "2 process(es) on cpu" in logs[0]  # rank 0 lives on node 0 and prints for the run
     assert "process(es)" not in logs[1] and "epoch 2/2" not in logs[1]
