@@ -125,6 +125,12 @@ class OracleCropConfig:
     clip: ClipConfig = field(default_factory=tiny_clip)
     loss: LossConfig = field(default_factory=lambda: tiny_loss(box_mse_weight=0.0))
 
+    def __post_init__(self) -> None:
+        if self.encoder not in ("video", "person"):
+            raise ConfigError(
+                f"OracleCropConfig.encoder must be 'video' or 'person', got {self.encoder!r}"
+            )
+
 
 @register_family
 class OracleCrop(RAVARModel):
@@ -138,10 +144,6 @@ class OracleCrop(RAVARModel):
 
     def __init__(self, config: OracleCropConfig) -> None:
         super().__init__(config)
-        if config.encoder not in ("video", "person"):
-            raise ConfigError(
-                f"OracleCropConfig.encoder must be 'video' or 'person', got {config.encoder!r}"
-            )
         if config.encoder == "person":
             loc = LocationConfig(appearance=True)
             self.person = DetectionAppearance(
@@ -164,9 +166,9 @@ class OracleCrop(RAVARModel):
         if self.config.encoder == "person":
             keep = torch.ones(len(true_box), 1, dtype=torch.bool, device=true_box.device)
             video = self.person(batch["frames"], true_box[:, None], keep)[:, 0]  # [B, dim]
-            return ModelOutput.from_heads({"main": (self.action_head(video), true_box.clone())})
-        crops = crop_boxes(batch["frames"], true_box, self.config.crop_size, self.config.margin)
-        video = self.proj(pool_video(self.visual(crops)))  # [B, dim]
+        else:
+            crops = crop_boxes(batch["frames"], true_box, self.config.crop_size, self.config.margin)
+            video = self.proj(pool_video(self.visual(crops)))  # [B, dim]
         return ModelOutput.from_heads({"main": (self.action_head(video), true_box.clone())})
 
 
