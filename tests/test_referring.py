@@ -3,6 +3,8 @@ appearance features of the location-semantic stream."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -277,3 +279,97 @@ def test_own_referring_encoder_keeps_picking_and_actions_apart(name: str) -> Non
     assert own == 0 and main > 0
     with pytest.raises(ValueError, match="referring_encoder"):
         create_model(name, referring_encoder="both")
+
+
+def _context_scene() -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes [1, 5, 4] of four people far apart (x centres 0.1 .. 0.85, feet at different
+    heights) and a padded slot, and the person mask [1, 5]."""
+    xs, feet = [0.1, 0.35, 0.6, 0.85], [0.9, 0.5, 0.7, 0.3]
+    boxes = [[x - 0.05, f - 0.3, x + 0.05, f] for x, f in zip(xs, feet, strict=True)]
+    boxes.append([0.0, 0.0, 0.0, 0.0])
+    return torch.tensor([boxes]), torch.tensor([[True, True, True, True, False]])
+
+
+def test_people_context_counts_the_fitting_people_and_the_anchor_as_a_loop_does() -> None:
+    torch.manual_seed(0)
+    head = ReferringHead(dim=8, context=True)
+    boxes, person = _context_scene()
+    fits = [True, False, True, True, False]  # stage 1: people 0, 2, 3 fit the description
+    stage1 = torch.tensor([[30.0 if f else -30.0 for f in fits]])
+    query, mask = words(torch.randn(1, 8))
+    ctx = head.people_context(stage1, torch.randn(1, 5, 8), person, boxes, query, mask)[0]
+    anchor = ctx[:, 9].tolist()  # the learned anchor weights, one per person
+    assert abs(sum(anchor) - 1.0) < 1e-5 and anchor[4] == 0.0
+    x = [float(b[0] + b[2]) / 2 for b in boxes[0]]
+    y = [float(b[3]) for b in boxes[0]]
+    people = range(4)
+    for d in people:
+        others = [e for e in people if e != d]
+        fit = [e for e in others if fits[e]]
+        between = [
+            len([f for f in people if min(x[d], x[e]) < x[f] < max(x[d], x[e])]) for e in people
+        ]
+        expected = [
+            len([e for e in fit if x[e] < x[d]]),
+            len([e for e in fit if x[e] > x[d]]),
+            len([e for e in fit if y[e] > y[d]]),
+            len([e for e in fit if y[e] < y[d]]),
+            3.0,
+            float(fits[d]),
+            sum(anchor[e] for e in others if x[e] > x[d]),
+            sum(anchor[e] for e in others if x[e] < x[d]),
+            sum(anchor[e] * math.exp(-between[e]) for e in others),
+            anchor[d],
+        ]
+        assert ctx[d].tolist() == pytest.approx(expected, abs=1e-3), d
+
+
+def test_people_context_learns_the_second_from_the_left_of_a_colour() -> None:
+    """ "The second red one from the left" needs the other people: one score per person, compared
+    by the softmax, finds the leftmost red one (lowest x among red) but not the second; the
+    context stage counts the red people left of each."""
+    torch.manual_seed(0)
+    d, c = 4, 16
+
+    def sample(n: int) -> tuple[torch.Tensor, ...]:
+        x = torch.rand(n, d) * 0.1 + torch.arange(d) * 0.25  # [n, D] far apart
+        perm = torch.argsort(torch.rand(n, d), dim=1)  # the slot order carries no position
+        x = x.gather(1, perm)
+        boxes = torch.stack(
+            [x - 0.05, torch.full_like(x, 0.2), x + 0.05, torch.full_like(x, 0.9)], -1
+        )
+        colour = torch.randint(0, 2, (n, d))
+        wanted = colour[:, 0]
+        colour[:, 1] = wanted  # at least two people have the wanted colour
+        side = torch.randint(0, 2, (n,))  # 0: second from the left, 1: second from the right
+        fits = colour == wanted[:, None]  # [n, D]
+        rank = (fits[:, None, :] & (x[:, None, :] < x[:, :, None])).sum(-1)  # fitting ones left
+        rank = torch.where(side[:, None] == 0, rank, fits.sum(1, keepdim=True) - 1 - rank)
+        target = (fits & (rank == 1)).float().argmax(1)  # [n]
+        people = 0.3 * torch.randn(n, d, c)
+        people[..., 0] += 2.0 * (colour == 1) - 1.0
+        query = 0.1 * torch.randn(n, c)
+        query[:, 0] += 2.0 * wanted - 1.0
+        query[:, 1] += 2.0 * side - 1.0
+        return people, boxes, query, target
+
+    def accuracy(context: bool) -> float:
+        torch.manual_seed(1)
+        head = ReferringHead(dim=c, context=context)
+        opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+        person = torch.ones(64, d, dtype=torch.bool)
+        for _ in range(300):
+            people, boxes, query, target = sample(64)
+            out = head(people, person, boxes, *words(query), boxes[torch.arange(64), target])
+            opt.zero_grad()
+            selection_loss(out.scores, out.target, out.valid).backward()
+            opt.step()
+        head.eval()
+        people, boxes, query, target = sample(512)
+        with torch.no_grad():
+            out = head(people, torch.ones(512, d, dtype=torch.bool), boxes, *words(query))
+        return (out.scores.argmax(1) == target).float().mean().item()
+
+    alone, context = accuracy(False), accuracy(True)
+    assert context > 0.9, (alone, context)
+    assert alone < 0.8, (alone, context)

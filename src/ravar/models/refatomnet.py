@@ -80,6 +80,10 @@ class RefAtomNetConfig:
     # reads) or "own" (a second location encoder with its own crop CNN, so that learning to pick
     # and learning the actions do not reshape one token; docs/learning.md)
     referring_encoder: Literal["shared", "own"] = "shared"
+    # the referring head also scores each person by where they stand among the people the
+    # sentence describes and beside a relation's anchor (`ravar.models.referring`); off in
+    # checkpoints saved before it
+    person_context: bool = False
     # which person and word tokens the referring head reads: "streams" (the projected streams
     # before the fusion blocks, as RefAtomNet++'s head does: it learns to pick the referred
     # person) or "fused" (after them: stays near chance; what checkpoints saved before this
@@ -259,6 +263,7 @@ class RefAtomNet(RAVARModel):
                 dim,
                 dropout=cfg.dropout,
                 text_dim=self.text.dim if cfg.word_match else None,
+                context=cfg.person_context,
             )
             if cfg.referring
             else None

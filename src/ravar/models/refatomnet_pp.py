@@ -127,6 +127,10 @@ class RefAtomNetPPConfig:
     # reads) or "own" (a second location encoder with its own crop CNN, so that learning to pick
     # and learning the actions do not reshape one token; docs/learning.md)
     referring_encoder: Literal["shared", "own"] = "shared"
+    # the referring head also scores each person by where they stand among the people the
+    # sentence describes and beside a relation's anchor (`ravar.models.referring`); off in
+    # checkpoints saved before it
+    person_context: bool = False
     # which side queries in the semantic-aligned cross-attention: "semantic" (a level's tokens
     # attend to the visual view) or "authors" (the view's tokens attend to the level's tokens)
     cross_attention_queries: Literal["semantic", "authors"] = "semantic"
@@ -273,6 +277,7 @@ class RefAtomNetPP(RAVARModel):
                 c,
                 dropout=cfg.dropout,
                 text_dim=self.text.dim if cfg.word_match else None,
+                context=cfg.person_context,
             )
             if cfg.referring
             else None

@@ -22,6 +22,21 @@ picks the right person more often (`benchmarks/referring_probe.py`, 1000 steps, 
 against 55.8%), but in the full tiny models it reshapes the person token the action head also
 reads, and the actions lose (docs/learning.md).
 
+With `context` (model key `person_context`, off by default), a second stage scores each person
+by where they stand among the others, which the first stage cannot see (it reads one person at a
+time): "the leftmost woman", "the second from the right", "the man next to the one in yellow".
+    m_e  = sigmoid(s_e)                           how much e fits the description (stage 1)
+    a_e  = softmax_e(A([p_e, q_a * p_e]))          the relation's anchor, from its own pooling q_a
+    x_d, y_d = box centre x and bottom edge (feet: larger = closer to the camera) of person d
+    step(z) = sigmoid(z / tau), tau = 0.02 image sizes (a step at the generator's 0.06 margins)
+    left_d   = sum_{e!=d} m_e step(x_d - x_e)     fitting people left of d (0 for "leftmost")
+    right_d, front_d = sum m_e step(y_e - y_d), back_d alike; n = sum_e m_e fitting people
+    aleft_d  = sum_e a_e step(x_e - x_d)          the anchor is right of d ("left of the ...")
+    aright_d alike; anear_d = sum_e a_e exp(-between_de), between_de = people between d and e in x
+    c_d  = [left, right, front, back, n, m_d, aleft, aright, anear, a_d]            [B, D, 10]
+    s_d <- s_d + MLP([E c_d, q * E c_d])           E = Linear(10, C)
+The counts are soft so that the first stage learns, through them, what "fits" means.
+
 A clip without any person detection falls back to `fallback_box`, the family's regression head.
 The box geometry gets its own path into the score: mixed into the person tokens (with appearance
 and trajectory features) it is drowned, and "the one on the far left" is then not learned in the
@@ -39,6 +54,9 @@ from torch import nn
 
 from ravar.models.heads import MLP
 from ravar.util.box_ops import box_cxcywh_to_xyxy, box_features, box_iou, box_xyxy_to_cxcywh
+
+CONTEXT_FEATURES = 10  # per-person context features (`ReferringHead.people_context`)
+CONTEXT_TAU = 0.02  # softness of "left of" / "in front of", in image sizes
 
 
 @dataclass
@@ -91,7 +109,12 @@ class ReferringHead(nn.Module):
     """Scores people against a query, picks one, and refines its box (see the module docstring)."""
 
     def __init__(
-        self, dim: int, min_iou: float = 0.5, dropout: float = 0.0, text_dim: int | None = None
+        self,
+        dim: int,
+        min_iou: float = 0.5,
+        dropout: float = 0.0,
+        text_dim: int | None = None,
+        context: bool = False,
     ) -> None:
         super().__init__()
         self.norm_people = nn.LayerNorm(dim)
@@ -108,6 +131,71 @@ class ReferringHead(nn.Module):
             self.to_text = nn.Linear(dim, text_dim)
             self.relevance = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, 1))
             self.match_scale = nn.Parameter(torch.tensor(10.0))
+        self.context = context
+        if context:
+            self.anchor_word_weight = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
+            self.norm_anchor = nn.LayerNorm(dim)
+            self.anchor_score = MLP(2 * dim, dim, 1, layers=2, dropout=dropout)
+            self.context_embed = nn.Linear(CONTEXT_FEATURES, dim)
+            self.context_score = MLP(2 * dim, dim, 1, layers=2, dropout=dropout)
+
+    @staticmethod
+    def pool(weight: nn.Module, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+        """[B, C]: the words [B, L, C] pooled by the learned attention `weight`."""
+        attn = weight(words)[..., 0].masked_fill(~word_mask, -1e4).softmax(1)  # [B, L]
+        return (attn[..., None] * words).sum(1)
+
+    def people_context(
+        self,
+        stage1: torch.Tensor,
+        people: torch.Tensor,
+        person: torch.Tensor,
+        det_boxes: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """c [B, D, 10]: where each person stands among the people that fit the description and
+        beside the relation's anchor (see the module docstring); stage1 [B, D] the first scores,
+        people [B, D, C] normalised tokens."""
+        d = people.shape[1]
+        valid = person.to(people.dtype)  # [B, D]
+        others = valid[:, None, :] * (1 - torch.eye(d, dtype=people.dtype, device=people.device))
+        # others[b, d, e]: e is a person other than d  [B, D, D]
+        fit = torch.sigmoid(stage1) * valid  # [B, D] m
+        q_a = self.norm_anchor(self.pool(self.anchor_word_weight, words, word_mask))  # [B, C]
+        anchor = self.anchor_score(torch.cat([people, q_a[:, None] * people], -1))[..., 0]
+        anchor = anchor.masked_fill(~person, -1e4).softmax(1) * valid  # [B, D] a
+        x = 0.5 * (det_boxes[..., 0] + det_boxes[..., 2]).to(people.dtype)  # [B, D]
+        y = det_boxes[..., 3].to(people.dtype)  # [B, D] feet
+
+        def step(z: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(z / CONTEXT_TAU)
+
+        dx = x[:, :, None] - x[:, None, :]  # [B, D, D] x_d - x_e
+        dy = y[:, :, None] - y[:, None, :]  # [B, D, D] y_d - y_e
+        w_fit = others * fit[:, None, :]  # [B, D, D] m_e for e != d
+        w_anchor = others * anchor[:, None, :]  # [B, D, D] a_e for e != d
+        lo = torch.minimum(x[:, :, None], x[:, None, :])  # [B, D, D]
+        hi = torch.maximum(x[:, :, None], x[:, None, :])
+        xf = x[:, None, None, :]  # [B, 1, 1, D] the third person f
+        inside = step(xf - lo[..., None]) * step(hi[..., None] - xf)
+        # inside[b, d, e, f]: f stands between d and e; f must be neither of them  [B, D, D, D]
+        eye = torch.eye(d, dtype=people.dtype, device=people.device)
+        not_ends = (1 - eye[:, None, :]) * (1 - eye[None, :, :])  # [D, D, D] f != d, f != e
+        between = (inside * not_ends * valid[:, None, None, :]).sum(-1)  # [B, D, D]
+        feats = [
+            (w_fit * step(dx)).sum(-1),  # fitting people left of d
+            (w_fit * step(-dx)).sum(-1),  # right of d
+            (w_fit * step(-dy)).sum(-1),  # in front of d (feet lower in the image)
+            (w_fit * step(dy)).sum(-1),  # behind d
+            fit.sum(1, keepdim=True).expand(-1, d),  # how many fit
+            fit,
+            (w_anchor * step(-dx)).sum(-1),  # the anchor is right of d
+            (w_anchor * step(dx)).sum(-1),  # the anchor is left of d
+            (w_anchor * torch.exp(-between)).sum(-1),  # the anchor is d's neighbour
+            anchor,
+        ]
+        return torch.stack(feats, -1)  # [B, D, 10]
 
     def word_match(
         self, people: torch.Tensor, text_words: torch.Tensor, word_mask: torch.Tensor
@@ -136,8 +224,7 @@ class ReferringHead(nn.Module):
         per row), true_box [B, 4] or None; text_words [B, L, Ct] the frozen encoder's word
         tokens (with `text_dim`)."""
         b, d, _ = people.shape
-        attn = self.word_weight(words)[..., 0].masked_fill(~word_mask, -1e4).softmax(1)  # [B, L]
-        query = self.norm_query((attn[..., None] * words).sum(1))  # [B, C]
+        query = self.norm_query(self.pool(self.word_weight, words, word_mask))  # [B, C]
         people = self.norm_people(people)
         geometry = self.geometry(box_features(det_boxes.to(people.dtype)))  # [B, D, C]
         q = query[:, None, :]  # [B, 1, C]
@@ -146,6 +233,10 @@ class ReferringHead(nn.Module):
             if text_words is None or text_words.shape[:2] != words.shape[:2]:
                 raise ValueError("ReferringHead with text_dim needs text_words [B, L, Ct]")
             scores = scores + self.word_match(people, text_words, word_mask)  # [B, D]
+        if self.context and d > 0:
+            ctx = self.people_context(scores, people, person, det_boxes, words, word_mask)
+            e = self.context_embed(ctx)  # [B, D, C]
+            scores = scores + self.context_score(torch.cat([e, q * e], -1))[..., 0]  # [B, D]
         scores = scores.masked_fill(~person, -1e4)  # [B, D]
         has_person = person.any(dim=1)  # [B]
         weights = scores.softmax(dim=1) * has_person[:, None].to(people.dtype)  # [B, D]
