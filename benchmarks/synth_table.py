@@ -64,7 +64,7 @@ def run_one(name: str, seed: int, data: Path, root: Path, args: argparse.Namespa
     if out.exists():  # an unfinished run: start it again from scratch
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    result = fit(run, data, out, quiet=True)
+    result = fit(run, data, out)  # its progress lines: one every 30 s when not a terminal
     seconds = time.perf_counter() - t0
     novel = evaluate_checkpoint(out / "best", data, "test_novel", batch_size=32, write=False)
     total, trainable = load_model(out / "best").param_counts()

@@ -39,7 +39,7 @@ from ravar.models.losses import Criterion, LossConfig
 from ravar.models.output import ModelOutput
 from ravar.models.pooling import masked_mean
 from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_loss, tiny_visual
-from ravar.models.referring import ReferringHead
+from ravar.models.referring import PICK_SWITCHES, ReferringHead
 from ravar.models.registry import register_family, register_model
 
 Fusion = Literal["agent", "add", "concat", "bottleneck"]
@@ -446,6 +446,13 @@ def authors_version(cfg: RefAtomNetConfig) -> RefAtomNetConfig:
 
 
 register_model("refatomnet_tiny", "refatomnet", _tiny, "RefAtomNet, CPU size (scratch video)")
+register_model(
+    "refatomnet_tiny_pick",
+    "refatomnet",
+    lambda: _tiny(**PICK_SWITCHES),
+    "RefAtomNet, CPU size, with the referring head that picks the person better: word matching, "
+    "its own location encoder, the people context (docs/learning.md)",
+)
 register_model("refatomnet_base", "refatomnet", _base, "RefAtomNet, paper size (BLIP-2, MiniLM)")
 register_model(
     "refatomnet_tiny_authors",

@@ -64,7 +64,7 @@ from ravar.models.presets import (
     tiny_clip,
     tiny_visual,
 )
-from ravar.models.referring import ReferringHead
+from ravar.models.referring import PICK_SWITCHES, ReferringHead
 from ravar.models.registry import register_family, register_model
 from ravar.models.trajectory import (
     SELECTION_MODES,
@@ -574,6 +574,13 @@ register_model(
     "refatomnet_pp",
     _tiny,
     "RefAtomNet++, tiny: scratch video ViT 64x64 (16 tokens/frame), frozen MiniLM, width 128",
+)
+register_model(
+    "refatomnet_pp_tiny_pick",
+    "refatomnet_pp",
+    lambda: _tiny(**PICK_SWITCHES),
+    "RefAtomNet++, tiny, with the referring head that picks the person better: word matching, "
+    "its own location encoder, the people context (docs/learning.md)",
 )
 register_model(
     "refatomnet_pp_base",

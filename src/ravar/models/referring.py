@@ -55,6 +55,9 @@ from torch import nn
 from ravar.models.heads import MLP
 from ravar.util.box_ops import box_cxcywh_to_xyxy, box_features, box_iou, box_xyxy_to_cxcywh
 
+# The referring-head switches of the `*_tiny_pick` configs (both families): word matching, a
+# location encoder of the head's own, and the people context. docs/learning.md has the runs.
+PICK_SWITCHES = {"word_match": True, "referring_encoder": "own", "person_context": True}
 CONTEXT_FEATURES = 10  # per-person context features (`ReferringHead.people_context`)
 CONTEXT_TAU = 0.02  # softness of "left of" / "in front of", in image sizes
 
