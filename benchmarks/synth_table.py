@@ -75,6 +75,7 @@ def run_one(name: str, seed: int, data: Path, root: Path, args: argparse.Namespa
         "steps": result.step,
         "batch_size": args.batch_size,
         "train_seconds": round(seconds, 1),
+        "machine": describe_machine(),
         "params": total,
         "trainable": trainable,
         "val": metrics_to_json(result.best_val),
@@ -183,6 +184,19 @@ def main(argv: list[str] | None = None) -> None:
     write_results(args, data, models)
 
 
+def machines(summaries: list[dict]) -> str:
+    """Which machine ran which models (each summary's `machine`), as one sentence."""
+    by_machine: dict[str, list[str]] = {}
+    for r in summaries:
+        names = by_machine.setdefault(r.get("machine", "not recorded"), [])
+        if r["model"] not in names:
+            names.append(r["model"])
+    if len(by_machine) == 1:
+        return f"Machine: {next(iter(by_machine))}."
+    parts = [f"{m} ({', '.join(f'`{n}`' for n in names)})" for m, names in by_machine.items()]
+    return f"Machines: {'; '.join(parts)}."
+
+
 def write_results(args: argparse.Namespace, data: Path, models: list[str]) -> None:
     """Rebuild the RESULTS.md section from every summary of `models` x `--seeds` present."""
     summaries = []
@@ -204,8 +218,8 @@ def write_results(args: argparse.Namespace, data: Path, models: list[str]) -> No
             f"`python benchmarks/synth_table.py --data DIR --steps {args.steps} "
             f"--batch-size {args.batch_size} --lr {args.lr} --seeds "
             f"{' '.join(map(str, args.seeds))}` on RefAVA-Synth preset "
-            f"`{extra.get('preset', '?')}` (seed {extra.get('seed', '?')}). Machine: "
-            f"{describe_machine()}.",
+            f"`{extra.get('preset', '?')}` (seed {extra.get('seed', '?')}). "
+            f"{machines(summaries)}",
             "",
             f"Each run: {args.steps} AdamW steps of batch {args.batch_size} (peak lr {args.lr}, "
             "warmup + cosine), best checkpoint by val mAP, then test and test_novel once. "

@@ -44,3 +44,11 @@ def test_write_section_replaces_only_between_markers(tmp_path) -> None:
     text = path.read_text()
     assert "kept above" in text and "second" in text and "first" not in text
     assert text.count(st.START) == 1 and text.count(st.END) == 1
+
+
+def test_header_names_the_machine_of_each_run() -> None:
+    st = _module()
+    a0, a1, b0 = _summary("a_tiny", 0, 0.4), _summary("a_tiny", 1, 0.4), _summary("b_tiny", 0, 0.4)
+    a0["machine"] = a1["machine"] = "box A"
+    assert st.machines([a0, a1]) == "Machine: box A."
+    assert st.machines([a0, a1, b0]) == "Machines: box A (`a_tiny`); not recorded (`b_tiny`)."

@@ -28,7 +28,7 @@ time): "the leftmost woman", "the second from the right", "the man next to the o
     m_e  = sigmoid(s_e)                           how much e fits the description (stage 1)
     a_e  = softmax_e(A([p_e, q_a * p_e]))          the relation's anchor, from its own pooling q_a
     x_d, y_d = box centre x and bottom edge (feet: larger = closer to the camera) of person d
-    step(z) = sigmoid(z / tau), tau = 0.02 image sizes (a step at the generator's 0.06 margins)
+    step(z) = sigmoid(z / tau), tau = 0.02 image sizes (near 1 at a gap of 0.06 and more)
     left_d   = sum_{e!=d} m_e step(x_d - x_e)     fitting people left of d (0 for "leftmost")
     right_d, front_d = sum m_e step(y_e - y_d), back_d alike; n = sum_e m_e fitting people
     aleft_d  = sum_e a_e step(x_e - x_d)          the anchor is right of d ("left of the ...")
