@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from ravar.cli import main
+from ravar.cli.demo import DEMO_MODEL
 
 
 @pytest.mark.slow
@@ -17,12 +18,12 @@ def test_demo_trains_evaluates_and_draws_predictions(tmp_path, capsys) -> None:
     code = main(["demo", "--out", str(out), "--preset", "small", "--steps", "4"])
     assert code == 0
     text = capsys.readouterr().out
-    run = out / "run-refatomnet_pp_tiny-small-0"
+    run = out / f"run-{DEMO_MODEL}-small-0"
     metrics = json.loads((run / "test_metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["n"] > 0
     # the final table has the trained model and the three baselines, in percent
     table = text[text.index("6. test split") :]
-    for row in ("refatomnet_pp_tiny", "random person", "clip mean", "prior"):
+    for row in (DEMO_MODEL, "random person", "clip mean", "prior"):
         assert row in table
     miou = 100 * metrics["metrics"]["mIoU"]
     assert f"{miou:.2f}" in table.splitlines()[3]
