@@ -47,29 +47,24 @@ def time_models(
     names: list[str], batch_size: int, reps: int, interleave: bool
 ) -> list[tuple[str, str, int, int, float]]:
     """Per model: (name, clip shape, total params, trainable, median seconds per batch); the
-    first pass of each warms up. `interleave`: all models built first, then timed in rounds."""
-    rows, times = [], {}
-    built = {}
-    for name in names:
-        model, one_pass = build(name, batch_size)
-        if interleave:
-            built[name] = (model, one_pass)
-            continue
-        times[name] = [one_pass() for _ in range(reps + 1)][1:]
-        built[name] = (model, None)
-    if interleave:
-        times = {name: [] for name in names}
+    first round warms up. One model at a time, or (`interleave`) all of them built first and
+    timed in rounds."""
+    rows = []
+    for group in [names] if interleave else [[n] for n in names]:
+        built = {name: build(name, batch_size) for name in group}
+        times: dict[str, list[float]] = {name: [] for name in group}
         for i in range(reps + 1):
-            for name in names:
-                sec = built[name][1]()
+            for name, (_, one_pass) in built.items():
+                sec = one_pass()
                 if i:
                     times[name].append(sec)
-    for name in names:
-        model = built[name][0]
-        total, trainable = model.param_counts()
-        clip = model.config.clip
-        shape = f"{clip.num_frames}x{clip.size[0]}x{clip.size[1]}"
-        rows.append((name, shape, total, trainable, statistics.median(times[name])))
+        for name, (model, _) in built.items():
+            total, trainable = model.param_counts()
+            clip = model.config.clip
+            shape = f"{clip.num_frames}x{clip.size[0]}x{clip.size[1]}"
+            sec = statistics.median(times[name])
+            rows.append((name, shape, total, trainable, sec))
+            print(f"  {name}: {1000 * sec / batch_size:.1f} ms per clip", flush=True)
     return rows
 
 

@@ -14,6 +14,11 @@ from ravar.models.losses import LossConfig
 # AUROC 90. At weight 10 it reaches AUROC 71 in 300 steps of batch 8, with the same selection.
 TINY_ACTION_WEIGHT = 10.0
 
+# The referring-head switches of the `*_tiny_pick` configs (both families): word matching, a
+# location encoder of the head's own, and the people context (`ravar.models.referring`).
+# docs/learning.md has the runs.
+PICK_SWITCHES = {"word_match": True, "referring_encoder": "own", "person_context": True}
+
 
 def tiny_loss(**changes: object) -> LossConfig:
     """The paper's loss (BCE on actions, MSE x5 on the box) with the action term weighted

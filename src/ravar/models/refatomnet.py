@@ -38,8 +38,15 @@ from ravar.models.layers import MultiHeadAttention, resize_pos_embed
 from ravar.models.losses import Criterion, LossConfig
 from ravar.models.output import ModelOutput
 from ravar.models.pooling import masked_mean
-from ravar.models.presets import paper_clip, paper_visual, tiny_clip, tiny_loss, tiny_visual
-from ravar.models.referring import PICK_SWITCHES, ReferringHead
+from ravar.models.presets import (
+    PICK_SWITCHES,
+    paper_clip,
+    paper_visual,
+    tiny_clip,
+    tiny_loss,
+    tiny_visual,
+)
+from ravar.models.referring import ReferringHead
 from ravar.models.registry import register_family, register_model
 
 Fusion = Literal["agent", "add", "concat", "bottleneck"]

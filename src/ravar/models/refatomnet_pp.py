@@ -58,13 +58,14 @@ from ravar.models.mamba import MambaLayer
 from ravar.models.output import ModelOutput
 from ravar.models.pooling import masked_mean
 from ravar.models.presets import (
+    PICK_SWITCHES,
     TINY_ACTION_WEIGHT,
     paper_clip,
     paper_visual,
     tiny_clip,
     tiny_visual,
 )
-from ravar.models.referring import PICK_SWITCHES, ReferringHead
+from ravar.models.referring import ReferringHead
 from ravar.models.registry import register_family, register_model
 from ravar.models.trajectory import (
     SELECTION_MODES,

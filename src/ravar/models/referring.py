@@ -55,9 +55,6 @@ from torch import nn
 from ravar.models.heads import MLP
 from ravar.util.box_ops import box_cxcywh_to_xyxy, box_features, box_iou, box_xyxy_to_cxcywh
 
-# The referring-head switches of the `*_tiny_pick` configs (both families): word matching, a
-# location encoder of the head's own, and the people context. docs/learning.md has the runs.
-PICK_SWITCHES = {"word_match": True, "referring_encoder": "own", "person_context": True}
 CONTEXT_FEATURES = 10  # per-person context features (`ReferringHead.people_context`)
 CONTEXT_TAU = 0.02  # softness of "left of" / "in front of", in image sizes
 
@@ -162,7 +159,8 @@ class ReferringHead(nn.Module):
         people [B, D, C] normalised tokens."""
         d = people.shape[1]
         valid = person.to(people.dtype)  # [B, D]
-        others = valid[:, None, :] * (1 - torch.eye(d, dtype=people.dtype, device=people.device))
+        eye = torch.eye(d, dtype=people.dtype, device=people.device)  # [D, D]
+        others = valid[:, None, :] * (1 - eye)
         # others[b, d, e]: e is a person other than d  [B, D, D]
         fit = torch.sigmoid(stage1) * valid  # [B, D] m
         q_a = self.norm_anchor(self.pool(self.anchor_word_weight, words, word_mask))  # [B, C]
@@ -183,7 +181,6 @@ class ReferringHead(nn.Module):
         xf = x[:, None, None, :]  # [B, 1, 1, D] the third person f
         inside = step(xf - lo[..., None]) * step(hi[..., None] - xf)
         # inside[b, d, e, f]: f stands between d and e; f must be neither of them  [B, D, D, D]
-        eye = torch.eye(d, dtype=people.dtype, device=people.device)
         not_ends = (1 - eye[:, None, :]) * (1 - eye[None, :, :])  # [D, D, D] f != d, f != e
         between = (inside * not_ends * valid[:, None, None, :]).sum(-1)  # [B, D, D]
         feats = [
