@@ -4,9 +4,9 @@ clips, to compare referring heads in minutes instead of full training runs.
 What is trained: the location-semantic encoder with its crop appearance encoder, the query
 projection and the referring head of the model (built by `create_model`, so a model override
 such as `word_match=true` changes the probe exactly as it changes the model); the frozen MiniLM
-word tokens are computed once. Loss: the selection cross-entropy. Metric: the share of val
-instances whose picked detection overlaps the true box at IoU >= 0.5 (the model's Acc@0.5 when
-its box is the picked detection's).
+word tokens are computed once. Loss: the selection cross-entropy (plus the model's cross-batch
+term with `contrast_weight=...`). Metric: the share of val instances whose picked detection
+overlaps the true box at IoU >= 0.5 (the model's Acc@0.5 when its box is the picked detection's).
 
 Two diagnostics read the same cache with the true person given:
   --task attributes  classify the true person's shirt / trousers / hat / kind / size from its
@@ -47,11 +47,13 @@ TENSORS = ("frames", "det_boxes", "det_scores", "det_mask", "box", "labels")
 
 
 # ----------------------------------------------------------------------------- cache
-def build_cache(data: Path, split: str, flip: bool, say: Any = print) -> dict[str, Any]:
-    """Every instance of `split` as the model's dataset gives it (8 frames of 64x64, no jitter;
-    `flip`: mirrored with left/right words swapped) plus the frozen MiniLM word tokens."""
+def build_cache(
+    data: Path, split: str, flip: bool, size: int = 64, say: Any = print
+) -> dict[str, Any]:
+    """Every instance of `split` as the model's dataset gives it (8 frames of `size` x `size`, no
+    jitter; `flip`: mirrored with left/right words swapped) plus the frozen MiniLM word tokens."""
     clip = ClipConfig(
-        num_frames=8, size=(64, 64), hflip_prob=1.0 if flip else 0.0, temporal_jitter=False
+        num_frames=8, size=(size, size), hflip_prob=1.0 if flip else 0.0, temporal_jitter=False
     )
     ds = RAVARDataset(data, split, clip, train=flip)
     text = create_model(MODEL).text.eval()
@@ -105,6 +107,8 @@ class Probe(nn.Module):
         model = create_model(MODEL, **overrides)
         self.text, self.location = model.text, model.location
         self.query_proj, self.referring = model.query_proj, model.referring
+        self.contrast_weight = model.config.contrast_weight
+        self.batch_scores: torch.Tensor | None = None
         self.task = task
         self.heads = nn.ModuleDict(
             {k: nn.Sequential(nn.Linear(model.config.dim, 256), nn.GELU(), nn.Linear(256, n))
@@ -125,8 +129,9 @@ class Probe(nn.Module):
         words = b["words"]
         ref = self.referring(
             people, person, b["det_boxes"], self.query_proj(words), b["word_mask"],
-            text_words=words,
+            b["box"] if self.training else None, text_words=words,
         )  # fmt: skip
+        self.batch_scores = ref.batch_scores  # [B, B*D] with the contrast, in training
         return ref.scores, person, target, valid
 
 
@@ -153,7 +158,13 @@ def loss_of(probe: Probe, b: dict[str, Any], attrs: dict[str, torch.Tensor] | No
     if probe.task == "referring":
         if not valid.any():
             return out.sum() * 0.0
-        return F.cross_entropy(out[valid], target[valid])
+        loss = F.cross_entropy(out[valid], target[valid])
+        if probe.batch_scores is not None:  # the model's cross-batch selection term
+            index = torch.arange(len(target)) * out.shape[1] + target
+            loss = loss + probe.contrast_weight * F.cross_entropy(
+                probe.batch_scores[valid], index[valid]
+            )
+        return loss
     token = out[torch.arange(len(target)), target]  # [B, C] the true person's token
     if probe.task == "actions":
         return F.binary_cross_entropy_with_logits(probe.heads["actions"](token), b["labels"])
@@ -244,6 +255,7 @@ def main() -> None:
     c = sub.add_parser("cache", help="cache train (and its mirror) and val")
     c.add_argument("--data", type=Path, required=True)
     c.add_argument("--cache", type=Path, required=True)
+    c.add_argument("--size", type=int, default=64, help="frame side the crops are cut from")
     r = sub.add_parser("run", help="train the probe and print val accuracy")
     r.add_argument("--cache", type=Path, required=True)
     r.add_argument("--data", type=Path, help="the dataset (for --task attributes)")
@@ -260,7 +272,7 @@ def main() -> None:
         args.cache.mkdir(parents=True, exist_ok=True)
         for split, flip, name in (("val", False, "val"), ("train", False, "train"),
                                   ("train", True, "train_mirrored")):  # fmt: skip
-            torch.save(build_cache(args.data, split, flip), args.cache / f"{name}.pt")
+            torch.save(build_cache(args.data, split, flip, args.size), args.cache / f"{name}.pt")
             print(f"cached {name}", flush=True)
         return
     run(args)

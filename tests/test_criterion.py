@@ -154,7 +154,8 @@ def test_model_output_is_a_pytree_node() -> None:
         {"a": _head(seed=1), "b": _head(seed=2)}, torch.zeros(3, 2), torch.zeros(3).long()
     )
     leaves, spec = _pytree.tree_flatten(out)
-    assert len(leaves) == 2 + 4 + 2 + 1  # logits, boxes, 2 heads x 2, scores, target, valid=None
+    # logits, boxes, 2 heads x 2, scores, target, valid=None, batch_scores=None
+    assert len(leaves) == 2 + 4 + 2 + 1 + 1
     back = _pytree.tree_unflatten(leaves, spec)
     assert isinstance(back, ModelOutput) and back.heads["b"][1] is out.heads["b"][1]
     assert back.selection_valid is None and back.selection_target is out.selection_target

@@ -373,3 +373,108 @@ def test_people_context_learns_the_second_from_the_left_of_a_colour() -> None:
     alone, context = accuracy(False), accuracy(True)
     assert context > 0.9, (alone, context)
     assert alone < 0.8, (alone, context)
+
+
+def _match_batch(n: int = 3, d: int = 4) -> tuple[torch.Tensor, ...]:
+    torch.manual_seed(0)
+    people = torch.randn(n, d, 8)
+    person = torch.ones(n, d, dtype=torch.bool)
+    person[1, 3] = False  # a padded slot
+    boxes = torch.rand(n, d, 2).repeat(1, 1, 2) * 0.5 + torch.tensor([0.0, 0.0, 0.3, 0.4])
+    text_words = torch.randn(n, 5, 6)
+    mask = torch.ones(n, 5, dtype=torch.bool)
+    mask[0, 3:] = False
+    return people, person, boxes, text_words, mask
+
+
+def test_batch_contrast_scores_every_sentence_against_every_person_of_the_batch() -> None:
+    people, person, boxes, text_words, mask = _match_batch()
+    n, d = person.shape
+    head = ReferringHead(dim=8, text_dim=6, contrast=True).train()
+    query = torch.randn(n, 5, 8)
+    out = head(people, person, boxes, query, mask, boxes[:, 0], text_words=text_words)
+    got = out.batch_scores.view(n, n, d)  # [sentence, clip, person]
+    normed = head.norm_people(people)
+    for b in range(n):
+        for c in range(n):
+            # independent: clip c's people matched against sentence b alone
+            ref = head.word_match(normed[c : c + 1], text_words[b : b + 1], mask[b : b + 1])[0]
+            for e in range(d):
+                want = ref[e].item() if person[c, e] else -1e4
+                assert got[b, c, e].item() == pytest.approx(want, abs=1e-4)
+    # in evaluation, or without the true box, there is nothing to contrast
+    assert head(people, person, boxes, query, mask, text_words=text_words).batch_scores is None
+    head.eval()
+    out = head(people, person, boxes, query, mask, boxes[:, 0], text_words=text_words)
+    assert out.batch_scores is None
+    with pytest.raises(ValueError, match="text_dim"):
+        ReferringHead(dim=8, contrast=True)
+
+
+@pytest.mark.parametrize("name", ["refatomnet_tiny", "refatomnet_pp_tiny"])
+def test_models_with_contrast_add_the_cross_batch_selection_loss(name: str) -> None:
+    from ravar.config import ConfigError
+
+    batch = dummy_batch(batch_size=3, num_frames=8, size=64, num_detections=3, seed=1)
+    batch["det_categories"] = [["person", "person", ""], ["person", "chair", ""], ["person"] * 3]
+    batch["box"] = batch["det_boxes"][:, 0].clone()
+    model = create_model(name, word_match=True, contrast_weight=2.0).train()
+    out = model(batch)
+    losses = model.criterion()(out, batch)
+    # independent: the flat index of clip b's person d* is b * D + d*
+    scores = out.selection_batch_scores  # [3, 9]
+    assert scores.shape == (3, 9)
+    index = torch.tensor([0, 3, 6]) + out.selection_target
+    want = 2.0 * F.cross_entropy(scores, index)
+    assert losses.named["contrast"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert (
+        "contrast"
+        not in create_model(name, word_match=True)
+        .criterion()(create_model(name, word_match=True).train()(batch), batch)
+        .named
+    )
+    with pytest.raises(ConfigError, match="word_match"):
+        create_model(name, contrast_weight=1.0)
+    with pytest.raises(ConfigError, match="contrast_weight"):
+        create_model(name, word_match=True, contrast_weight=-1.0)
+
+
+@pytest.mark.parametrize("contrast", [False, True])
+def test_contrast_teaches_words_from_clips_of_one_person(contrast: bool) -> None:
+    # every training clip shows one person: picking within the clip is trivial and teaches
+    # nothing; against the other clips' people the sentence's colour word must be matched
+    torch.manual_seed(0)
+    vocab = F.normalize(torch.randn(4, 12), dim=-1)  # four "colour words" [4, Ct]
+    colours = torch.randn(4, 16)  # what each colour looks like in person features [4, C]
+    head = ReferringHead(dim=16, text_dim=12, contrast=contrast)
+    initial = head.to_text.weight.detach().clone()
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    box = torch.tensor([[[0.3, 0.0, 0.5, 0.5]]])
+    for _ in range(150):
+        colour = torch.randint(0, 4, (64,))
+        people = colours[colour][:, None] + 0.3 * torch.randn(64, 1, 16)
+        out = head(people, torch.ones(64, 1, dtype=torch.bool), box.expand(64, -1, -1),
+                   torch.zeros(64, 1, 16), ONE_WORD.expand(64, 1), box[:, 0].expand(64, -1),
+                   text_words=vocab[colour][:, None])  # fmt: skip
+        loss = selection_loss(out.scores, out.target, out.valid)
+        if contrast:
+            index = torch.arange(64) + out.target  # D = 1
+            loss = loss + selection_loss(out.batch_scores, index, out.valid)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # test: three people of distinct colours, the sentence names one of them
+    head.eval()
+    colour = torch.stack([torch.randperm(4)[:3] for _ in range(256)])  # [256, 3]
+    people = colours[colour] + 0.3 * torch.randn(256, 3, 16)
+    target = torch.randint(0, 3, (256,))
+    word = vocab[colour[torch.arange(256), target]][:, None]
+    boxes = torch.tensor([[[0.0, 0.0, 0.2, 0.5], [0.3, 0.0, 0.5, 0.5], [0.6, 0.0, 0.8, 0.5]]])
+    with torch.no_grad():
+        out = head(people, torch.ones(256, 3, dtype=torch.bool), boxes.expand(256, -1, -1),
+                   torch.zeros(256, 1, 16), ONE_WORD.expand(256, 1), text_words=word)  # fmt: skip
+    accuracy = (out.scores.argmax(1) == target).float().mean().item()
+    if contrast:
+        assert accuracy > 0.9  # chance is 1/3
+    else:  # the selection loss of a one-person clip is 0: the word match never moved
+        assert torch.equal(head.to_text.weight, initial)

@@ -4,6 +4,7 @@ weighted losses and their total; the terms are the functions below.
     action:  "action_bce" or "action_focal", "action_rank", "action_irm"   (per head set)
     box:     "box_mse", "box_l1", "box_iou", "box_giou"                    (per head set)
     select:  the referring head's choice of the referred person            (once)
+    contrast: the same choice among all the batch's people, by word match   (once, when on)
 
 With several head sets (RefAtomNet++), each head set's terms are computed on its own answer and
 averaged over the head sets (`per_head`), or computed once on their mean answer.
@@ -178,12 +179,20 @@ class Criterion:
     """Named losses of a `ModelOutput` against the batch's targets ("labels" [B, 80], "box"
     [B, 4]). `per_head`: the action and box terms of each head set, averaged over head sets
     (else of the mean answer); `select_weight`: weight of the person-selection term, added when
-    the output carries a selection target."""
+    the output carries a selection target; `contrast_weight`: weight of the cross-batch
+    selection term, added when the output carries the batch's scores."""
 
-    def __init__(self, cfg: LossConfig, per_head: bool = False, select_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        cfg: LossConfig,
+        per_head: bool = False,
+        select_weight: float = 1.0,
+        contrast_weight: float = 0.0,
+    ) -> None:
         self.cfg = cfg
         self.per_head = per_head
         self.select_weight = select_weight
+        self.contrast_weight = contrast_weight
 
     def __call__(self, out: ModelOutput, batch: Mapping[str, Any]) -> Losses:
         missing = [k for k in ("labels", "box") if k not in batch]
@@ -207,4 +216,12 @@ class Criterion:
                 out.selection_scores, out.selection_target, out.selection_valid, self.select_weight
             )
             total = total + named["select"]
+            batch_scores = out.selection_batch_scores  # [B, B*D]
+            if batch_scores is not None and self.contrast_weight > 0:
+                b, d = out.selection_scores.shape
+                index = torch.arange(b, device=batch_scores.device) * d + out.selection_target
+                named["contrast"] = selection_loss(
+                    batch_scores, index, out.selection_valid, self.contrast_weight
+                )
+                total = total + named["contrast"]
         return Losses(total, named)

@@ -26,6 +26,9 @@ class ModelOutput:
     selection_scores: torch.Tensor | None = None  # [B, D] person logits (very negative: no person)
     selection_target: torch.Tensor | None = None  # [B] index of the person to pick
     selection_valid: torch.Tensor | None = None  # [B] bool: the sample has a person to pick
+    # [B, B*D] each sentence against every person of the batch (clip-major), when the referring
+    # head's cross-batch contrast is on and the model trains with the true box
+    selection_batch_scores: torch.Tensor | None = None
 
     @classmethod
     def from_heads(
@@ -34,6 +37,7 @@ class ModelOutput:
         scores: torch.Tensor | None = None,
         target: torch.Tensor | None = None,
         valid: torch.Tensor | None = None,
+        batch_scores: torch.Tensor | None = None,
     ) -> ModelOutput:
         """The output of head sets `heads` (at least one): logits and boxes are their means."""
         if len(heads) == 1:
@@ -41,7 +45,7 @@ class ModelOutput:
         else:
             logits = torch.stack([h[0] for h in heads.values()]).mean(0)  # [B, 80]
             boxes = torch.stack([h[1] for h in heads.values()]).mean(0)  # [B, 4]
-        return cls(logits, boxes, dict(heads), scores, target, valid)
+        return cls(logits, boxes, dict(heads), scores, target, valid, batch_scores)
 
 
 # DistributedDataParallel finds the output's tensors through torch's pytree (to route unused

@@ -80,6 +80,9 @@ class RefAtomNetConfig:
     num_bottlenecks: int = 4  # fusion="bottleneck" only
     referring: bool = False  # pick the referred person among the detections (needs use_location)
     select_weight: float = 1.0  # weight of the person-selection loss (referring only)
+    # weight of the cross-batch selection loss: each sentence against every person of the batch
+    # by word match (`ravar.models.referring`; needs word_match); 0 = off
+    contrast_weight: float = 0.0
     # the referring head also matches people against the frozen text encoder's word tokens in
     # that encoder's space (`ravar.models.referring`); off in checkpoints saved before it
     word_match: bool = False
@@ -105,6 +108,11 @@ class RefAtomNetConfig:
             raise ConfigError(
                 f"RefAtomNetConfig.referring_encoder must be 'shared' or 'own', "
                 f"got {self.referring_encoder!r}"
+            )
+        if self.contrast_weight < 0 or (self.contrast_weight > 0 and not self.word_match):
+            raise ConfigError(
+                f"RefAtomNetConfig.contrast_weight must be >= 0 and needs word_match=true, got "
+                f"{self.contrast_weight} with word_match={self.word_match}"
             )
         if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
             raise ConfigError(
@@ -271,6 +279,7 @@ class RefAtomNet(RAVARModel):
                 dropout=cfg.dropout,
                 text_dim=self.text.dim if cfg.word_match else None,
                 context=cfg.person_context,
+                contrast=cfg.contrast_weight > 0,
             )
             if cfg.referring
             else None
@@ -285,7 +294,11 @@ class RefAtomNet(RAVARModel):
         return self.config.use_location
 
     def criterion(self) -> Criterion:
-        return Criterion(self.config.loss, select_weight=self.config.select_weight)
+        return Criterion(
+            self.config.loss,
+            select_weight=self.config.select_weight,
+            contrast_weight=self.config.contrast_weight,
+        )
 
     def _require(self, batch: dict[str, Any], keys: tuple[str, ...]) -> None:
         missing = [k for k in keys if k not in batch]
@@ -390,7 +403,9 @@ class RefAtomNet(RAVARModel):
             selected = ref.read(people, self.referring.norm_people)
         logits = self.action_head(torch.cat([t_agg, selected], dim=-1))  # [B, 80]
         boxes = torch.where(ref.has_person[:, None], ref.boxes, self.box_head(t_agg))  # [B, 4]
-        return ModelOutput.from_heads({"main": (logits, boxes)}, ref.scores, ref.target, ref.valid)
+        return ModelOutput.from_heads(
+            {"main": (logits, boxes)}, ref.scores, ref.target, ref.valid, ref.batch_scores
+        )
 
 
 # --------------------------------------------------------------------------- named configs

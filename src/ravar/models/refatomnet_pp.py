@@ -121,6 +121,9 @@ class RefAtomNetPPConfig:
     loss_per_head: bool = True  # losses of each head set, averaged (else: of the mean output)
     referring: bool = False  # pick the referred person among the detections (needs use_objects)
     select_weight: float = 1.0  # weight of the person-selection loss (referring only)
+    # weight of the cross-batch selection loss: each sentence against every person of the batch
+    # by word match (`ravar.models.referring`; needs word_match); 0 = off
+    contrast_weight: float = 0.0
     # the referring head also matches people against the frozen text encoder's word tokens in
     # that encoder's space (`ravar.models.referring`); off in checkpoints saved before it
     word_match: bool = False
@@ -147,6 +150,11 @@ class RefAtomNetPPConfig:
             raise ConfigError(
                 f"RefAtomNetPPConfig.referring_encoder must be 'shared' or 'own', "
                 f"got {self.referring_encoder!r}"
+            )
+        if self.contrast_weight < 0 or (self.contrast_weight > 0 and not self.word_match):
+            raise ConfigError(
+                f"RefAtomNetPPConfig.contrast_weight must be >= 0 and needs word_match=true, got "
+                f"{self.contrast_weight} with word_match={self.word_match}"
             )
         name = "RefAtomNetPPConfig"
         if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
@@ -279,6 +287,7 @@ class RefAtomNetPP(RAVARModel):
                 dropout=cfg.dropout,
                 text_dim=self.text.dim if cfg.word_match else None,
                 context=cfg.person_context,
+                contrast=cfg.contrast_weight > 0,
             )
             if cfg.referring
             else None
@@ -491,13 +500,18 @@ class RefAtomNetPP(RAVARModel):
             logits = self.action_heads[view](torch.cat([summary, selected], dim=-1))
             boxes = torch.where(ref.has_person[:, None], ref.boxes, self.box_heads[view](summary))
             heads[view] = (logits, boxes)  # [B, 80], [B, 4]
-        return ModelOutput.from_heads(heads, ref.scores, ref.target, ref.valid)
+        return ModelOutput.from_heads(heads, ref.scores, ref.target, ref.valid, ref.batch_scores)
 
     def criterion(self) -> Criterion:
         """With `loss_per_head`, the action and box losses are those of each head set, averaged
         (each head set is trained on its own, as the authors did)."""
         cfg = self.config
-        return Criterion(cfg.loss, per_head=cfg.loss_per_head, select_weight=cfg.select_weight)
+        return Criterion(
+            cfg.loss,
+            per_head=cfg.loss_per_head,
+            select_weight=cfg.select_weight,
+            contrast_weight=cfg.contrast_weight,
+        )
 
 
 def refatomnet_pp_loss() -> LossConfig:

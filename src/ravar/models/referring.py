@@ -21,6 +21,13 @@ embeddings that already mean something ("crimson" near "red"). On RefAVA-Synth `
 picks the right person more often (`benchmarks/referring_probe.py`, 1000 steps, two seeds: 61.8%
 against 55.8%), but in the full tiny models it reshapes the person token the action head also
 reads, and the actions lose (docs/learning.md).
+Since m_d = tau * <sum_l r_l normalise(e_l), k_d> is linear in the pooled words, every sentence of
+a batch can be matched against every person of the batch at the cost of one product. With
+`contrast` (model key `contrast_weight` > 0), training with the true box also gives
+    M[b, (n, d)] = tau * <sum_l r_bl normalise(e_bl), k_nd>     [B, B*D]
+and the "contrast" loss term is the cross-entropy of M against the referred person of clip b
+among all the batch's people: the people of other clips are negatives whose shirts, hats and
+kinds differ more often than within a clip, so the attribute words are learned sooner.
 
 With `context` (model key `person_context`, off by default), a second stage scores each person
 by where they stand among the others, which the first stage cannot see (it reads one person at a
@@ -70,6 +77,9 @@ class ReferringOutput:
     target: torch.Tensor | None  # [B] d*, when the true box was given (and D > 0)
     valid: torch.Tensor | None  # [B] bool: d* reaches min_iou, when the true box was given
     weights: torch.Tensor | None = None  # [B, D] how much of each person `selected` holds
+    # [B, B*D] each sentence's word match against every person of the batch (flattened clip-major),
+    # when training with `contrast` and the true box
+    batch_scores: torch.Tensor | None = None
 
     def read(self, tokens: torch.Tensor, norm: nn.Module) -> torch.Tensor:
         """[B, C]: other per-person tokens [B, D, C] (normalised by `norm`) read with the same
@@ -115,6 +125,7 @@ class ReferringHead(nn.Module):
         dropout: float = 0.0,
         text_dim: int | None = None,
         context: bool = False,
+        contrast: bool = False,
     ) -> None:
         super().__init__()
         self.norm_people = nn.LayerNorm(dim)
@@ -131,6 +142,9 @@ class ReferringHead(nn.Module):
             self.to_text = nn.Linear(dim, text_dim)
             self.relevance = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, 1))
             self.match_scale = nn.Parameter(torch.tensor(10.0))
+        elif contrast:
+            raise ValueError("ReferringHead: contrast matches words: it needs text_dim")
+        self.contrast = contrast
         self.context = context
         if context:
             self.anchor_word_weight = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
@@ -202,12 +216,22 @@ class ReferringHead(nn.Module):
     ) -> torch.Tensor:
         """m [B, D]: how well each person (normalised tokens [B, D, C]) matches the frozen word
         tokens `text_words` [B, L, Ct] (see the module docstring)."""
+        return self._word_match(people, text_words, word_mask, across=False)[0]
+
+    def _word_match(
+        self, people: torch.Tensor, text_words: torch.Tensor, word_mask: torch.Tensor, across: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`word_match` [B, D], and with `across` every sentence against every clip's people:
+        M [B, N=B, D] (see the module docstring)."""
         keys = F.normalize(self.to_text(people), dim=-1)  # [B, D, Ct]
-        words = F.normalize(text_words.to(keys.dtype), dim=-1)  # [B, L, Ct]
-        relevance = self.relevance(text_words.to(keys.dtype))[..., 0]  # [B, L]
+        text_words = text_words.to(keys.dtype)
+        relevance = self.relevance(text_words)[..., 0]  # [B, L]
         relevance = relevance.masked_fill(~word_mask, -1e4).softmax(dim=1)  # [B, L]
-        sim = torch.einsum("blc,bdc->bld", words, keys)  # [B, L, D]
-        return self.match_scale * (relevance[..., None] * sim).sum(dim=1)  # [B, D]
+        pooled = (relevance[..., None] * F.normalize(text_words, dim=-1)).sum(1)  # [B, Ct]
+        match = self.match_scale * torch.einsum("bc,bdc->bd", pooled, keys)  # [B, D]
+        if not across:
+            return match, None
+        return match, self.match_scale * torch.einsum("bc,ndc->bnd", pooled, keys)
 
     def forward(
         self,
@@ -229,10 +253,13 @@ class ReferringHead(nn.Module):
         geometry = self.geometry(box_features(det_boxes.to(people.dtype)))  # [B, D, C]
         q = query[:, None, :]  # [B, 1, C]
         scores = self.score(torch.cat([people, geometry, q * people, q * geometry], -1))[..., 0]
+        batch_match = None  # [B, N, D] with the contrast
         if self.text_dim is not None:
             if text_words is None or text_words.shape[:2] != words.shape[:2]:
                 raise ValueError("ReferringHead with text_dim needs text_words [B, L, Ct]")
-            scores = scores + self.word_match(people, text_words, word_mask)  # [B, D]
+            across = self.contrast and self.training and true_box is not None and d > 0
+            match, batch_match = self._word_match(people, text_words, word_mask, across)
+            scores = scores + match  # [B, D]
         if self.context and d > 0:
             ctx = self.people_context(scores, people, person, det_boxes, words, word_mask)
             e = self.context_embed(ctx)  # [B, D, C]
@@ -250,8 +277,13 @@ class ReferringHead(nn.Module):
                 weights = torch.where(valid[:, None], weights, scores.softmax(dim=1))
                 weights = weights * has_person[:, None].to(people.dtype)
                 pick = torch.where(valid, target, pick)
+        batch_scores = None
+        if batch_match is not None:  # [B, N, D] -> [B, B*D], no person: very negative
+            batch_scores = batch_match.masked_fill(~person[None], -1e4).flatten(1)
         selected = (weights[..., None] * people).sum(dim=1)  # [B, C]
         rows = torch.arange(b, device=people.device)
         base = det_boxes[rows, pick] if d > 0 else det_boxes.new_zeros(b, 4)  # [B, 4]
         boxes = refine_boxes(base.to(selected.dtype), self.delta(selected))  # [B, 4]
-        return ReferringOutput(selected, boxes, has_person, scores, target, valid, weights)
+        return ReferringOutput(
+            selected, boxes, has_person, scores, target, valid, weights, batch_scores
+        )
